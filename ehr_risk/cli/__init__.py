@@ -1,0 +1,52 @@
+"""The `ehr-risk` command line. Each subcommand lives in its own module of this package.
+
+Command modules import only typer at module level; the heavy libraries (pyarrow, torch, mlflow) are
+imported inside the command bodies so that `ehr-risk --help` and `ehr-risk ingest` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ehr_risk.errors import EhrRiskError
+
+app = typer.Typer(
+    name="ehr-risk",
+    help="EHR records (FHIR R4, CSV) to validated cardiovascular and chronic-disease risk predictions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """EHR records (FHIR R4, CSV) to validated cardiovascular and chronic-disease risk predictions."""
+
+
+# Registration order is the order `--help` lists the commands in (the data flow).
+from ehr_risk.cli import ingest as _ingest  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console entry point: user and data errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except EhrRiskError as exc:
+        print(f"ehr-risk: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("ehr-risk: aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

@@ -1,0 +1,1 @@
+"""Raw records (FHIR R4, CSV) → the canonical MEDS event table."""

@@ -1,0 +1,263 @@
+"""Streaming writer of the sharded event table, the rejects and the code metadata.
+
+Events arrive row by row into column buffers; every `flush_rows` rows the buffer is split by shard
+(subject_id mod n_shards) and spilled to Arrow IPC parts, so memory holds one buffer, not the input.
+`finish()` builds each shard from its parts (plus the existing shard in incremental mode): duplicate
+records (same record_id) are kept once, the newest load winning, then rows are sorted by
+(subject_id, time) with static rows first, and the shard is written through the `events` schema.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from ehr_risk.tables import load_schema, write_table
+
+EVENT_COLUMNS = (
+    "subject_id",
+    "time",
+    "code",
+    "numeric_value",
+    "text_value",
+    "unit",
+    "end_time",
+    "recorded_time",
+    "resource_type",
+    "record_id",
+)
+_SPILL_SCHEMA = pa.schema(
+    [
+        ("subject_id", pa.int64()),
+        ("time", pa.timestamp("us")),
+        ("code", pa.string()),
+        ("numeric_value", pa.float32()),
+        ("text_value", pa.large_string()),
+        ("unit", pa.string()),
+        ("end_time", pa.timestamp("us")),
+        ("recorded_time", pa.timestamp("us")),
+        ("resource_type", pa.string()),
+        ("record_id", pa.int64()),
+        ("_seq", pa.int64()),
+        ("_load", pa.int32()),
+    ]
+)
+
+
+def shard_name(k: int) -> str:
+    return f"shard-{k:04d}.parquet"
+
+
+class EventWriter:
+    """Column buffers → spilled shard parts → final sorted, de-duplicated shards."""
+
+    def __init__(self, out: Path, n_shards: int, load_no: int = 0, flush_rows: int = 500_000):
+        self.out = out
+        self.n_shards = n_shards
+        self.load_no = load_no
+        self.flush_rows = flush_rows
+        self.tmp = out / ".ingest-tmp"
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        self._parts = 0
+        self.rows = 0
+        self.descriptions: dict[str, str] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.c_subject: list[int] = []
+        self.c_time: list[int | None] = []
+        self.c_code: list[str] = []
+        self.c_num: list[float | None] = []
+        self.c_text: list[str | None] = []
+        self.c_unit: list[str | None] = []
+        self.c_end: list[int | None] = []
+        self.c_recorded: list[int | None] = []
+        self.c_rtype: list[str] = []
+        self.c_record: list[int | None] = []
+        self.c_seq: list[int] = []
+
+    def add(
+        self,
+        subject_id: int,
+        time_us: int | None,
+        code: str,
+        numeric_value: float | None = None,
+        text_value: str | None = None,
+        unit: str | None = None,
+        end_us: int | None = None,
+        recorded_us: int | None = None,
+        resource_type: str = "",
+        record_id: int | None = None,
+        seq: int = 0,
+    ) -> None:
+        """Append one event. Times are microseconds since the epoch (UTC) or None."""
+        self.c_subject.append(subject_id)
+        self.c_time.append(time_us)
+        self.c_code.append(code)
+        self.c_num.append(numeric_value)
+        self.c_text.append(text_value)
+        self.c_unit.append(unit)
+        self.c_end.append(end_us)
+        self.c_recorded.append(recorded_us)
+        self.c_rtype.append(resource_type)
+        self.c_record.append(record_id)
+        self.c_seq.append(seq)
+        if len(self.c_subject) >= self.flush_rows:
+            self.flush()
+
+    def describe(self, code: str, description: str | None) -> None:
+        """Remember a human description of a code (first one seen wins)."""
+        if description and code not in self.descriptions:
+            self.descriptions[code] = description
+
+    def flush(self) -> None:
+        n = len(self.c_subject)
+        if not n:
+            return
+        ts = pa.timestamp("us")
+        table = pa.Table.from_arrays(
+            [
+                pa.array(self.c_subject, pa.int64()),
+                pa.array(self.c_time, pa.int64()).cast(ts),
+                pa.array(self.c_code, pa.string()),
+                pa.array(self.c_num, pa.float32()),
+                pa.array(self.c_text, pa.large_string()),
+                pa.array(self.c_unit, pa.string()),
+                pa.array(self.c_end, pa.int64()).cast(ts),
+                pa.array(self.c_recorded, pa.int64()).cast(ts),
+                pa.array(self.c_rtype, pa.string()),
+                pa.array(self.c_record, pa.int64()),
+                pa.array(self.c_seq, pa.int64()),
+                pa.array([self.load_no] * n, pa.int32()),
+            ],
+            schema=_SPILL_SCHEMA,
+        )
+        self._reset()
+        self.rows += n
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        keys = frame.get_column("subject_id") % self.n_shards
+        for k, part in frame.with_columns(keys.alias("_shard")).partition_by("_shard", as_dict=True).items():
+            path = self.tmp / f"s{int(k[0]):04d}" / f"part-{self._parts:06d}.arrow"  # type: ignore[call-overload]
+            path.parent.mkdir(exist_ok=True)
+            feather.write_feather(part.drop("_shard").to_arrow(), path, compression="lz4")
+        self._parts += 1
+
+    def finish(self, incremental: bool) -> tuple[int, Counter[str], Counter[str]]:
+        """Write the final shards. Returns (events written, duplicates dropped by type, code counts).
+
+        Only duplicates within this load are counted; an older record replaced by a newer load is not.
+        """
+        self.flush()
+        events_dir = self.out / "events"
+        events_dir.mkdir(parents=True, exist_ok=True)
+        if not incremental:
+            for old in events_dir.glob("shard-*.parquet"):
+                old.unlink()
+        total, dropped = 0, Counter[str]()
+        counts: Counter[str] = Counter()
+        for k in range(self.n_shards):
+            frames = [pl.from_arrow(feather.read_table(p)) for p in sorted((self.tmp / f"s{k:04d}").glob("*"))]
+            final = events_dir / shard_name(k)
+            if incremental and final.exists():
+                frames.append(_existing_as_spill(final))
+            if not frames:
+                continue
+            df = pl.concat(frames, how="vertical")  # type: ignore[type-var]
+            df, n_dropped = _deduplicate(df)
+            dropped.update(n_dropped)
+            df = df.sort(["subject_id", "time", "_load", "_seq"], nulls_last=False, maintain_order=True)
+            table = df.drop(["_seq", "_load"]).to_arrow()
+            write_table(table, final, "events", row_group_size=256_000)
+            total += table.num_rows
+            counts.update(dict(df.group_by("code").len().iter_rows()))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return total, dropped, counts
+
+
+def _existing_as_spill(path: Path) -> pl.DataFrame:
+    """An existing shard joins the merge as load -1 (older than any new load), seq = row order."""
+    df = pl.from_arrow(pq.read_table(path))
+    assert isinstance(df, pl.DataFrame)
+    names = load_schema("events").columns
+    return df.select(names).with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"), pl.lit(-1, dtype=pl.Int32).alias("_load")
+    )
+
+
+def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, Counter[str]]:
+    """Keep each record_id from one source occurrence only: the newest load, then the first read.
+
+    A record is all events with one (record_id, _load, _seq); rows without record_id are always kept.
+    Returns the frame and the duplicate record occurrences dropped, by resource type.
+    """
+    with_id = df.filter(pl.col("record_id").is_not_null())
+    occurrences = with_id.select("record_id", "_load", "_seq", "resource_type").unique()
+    winners = occurrences.sort(["_load", "_seq"], descending=[True, False]).unique(
+        subset="record_id", keep="first", maintain_order=True
+    )
+    if occurrences.height == winners.height:
+        return df, Counter()
+    losers = occurrences.join(winners, on=["record_id", "_load", "_seq"], how="anti")
+    dropped = Counter(dict(losers.filter(pl.col("_load") >= 0).group_by("resource_type").len().iter_rows()))
+    kept = with_id.join(winners, on=["record_id", "_load", "_seq"], how="semi")
+    return pl.concat([df.filter(pl.col("record_id").is_null()), kept], how="vertical"), dropped
+
+
+def codes_table(counts: Counter[str], descriptions: dict[str, str]) -> pa.Table:
+    codes = sorted(counts)
+    return pa.table(
+        {
+            "code": pa.array(codes, pa.string()),
+            "description": pa.array([descriptions.get(c) for c in codes], pa.large_string()),
+            "parent_codes": pa.array([None] * len(codes), pa.list_(pa.string())),
+            "count": pa.array([counts[c] for c in codes], pa.int64()),
+        }
+    )
+
+
+class RejectWriter:
+    """Buffers rejected records and writes them to `rejects/part-N.parquet` (owner-only folder)."""
+
+    def __init__(self, out: Path, flush_rows: int = 50_000):
+        self.dir = out / "rejects"
+        self.flush_rows = flush_rows
+        self.rows: list[tuple[str, str, str | None, str, str | None]] = []
+        self._parts = 0
+        self.count = 0
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def add(self, file: str, position: str, resource_type: str | None, reason: str, record: str | None) -> None:
+        self.rows.append((file, position, resource_type, reason, record))
+        self.count += 1
+        if len(self.rows) >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        cols = list(zip(*self.rows, strict=True))
+        table = pa.table(
+            {
+                "file": pa.array(cols[0], pa.string()),
+                "position": pa.array(cols[1], pa.string()),
+                "resource_type": pa.array(cols[2], pa.string()),
+                "reason": pa.array(cols[3], pa.string()),
+                "record": pa.array(cols[4], pa.large_string()),
+            }
+        )
+        write_table(table, self.dir / f"part-{self._parts:05d}.parquet", "rejects")
+        self._parts += 1
+        self.rows = []
