@@ -21,7 +21,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """EHR records (FHIR R4, CSV) to validated cardiovascular and chronic-disease risk predictions."""
@@ -29,6 +28,11 @@ def _root() -> None:
 
 # Registration order is the order `--help` lists the commands in (the data flow).
 from ehr_risk.cli import ingest as _ingest  # noqa: E402,F401
+from ehr_risk.cli import synth as _synth  # noqa: E402,F401
+from ehr_risk.cli import dataset as _dataset  # noqa: E402,F401
+from ehr_risk.cli import risk_score as _risk_score  # noqa: E402,F401
+from ehr_risk.cli import train as _train  # noqa: E402,F401
+from ehr_risk.cli import evaluate as _evaluate  # noqa: E402,F401
 
 
 def main() -> None:

@@ -1,6 +1,11 @@
-"""CSV extracts → events: Synthea CSV export folders, long tables, mapped cohort tables.
+"""CSV extracts → events: Synthea CSV export folders, long event tables, mapped cohort tables.
 
-(Being written: the CSV ingestion issue.)
+Which reader takes a CSV is decided by layout, never by guessing values:
+- a folder with `patients.csv[.gz]` and clinical tables → the Synthea export reader (`csv_synthea.py`);
+- a file whose name and header are a Synthea table (`observations.csv` …) → that table alone;
+- `--mapping FILE.yaml` → the mapped cohort reader (`csv_mapped.py`) for every CSV input of the run;
+- a header with `subject_id`, `time` and `code` (or their aliases) → the long reader (`csv_long.py`);
+- anything else: a one-line error naming the file.
 """
 
 from __future__ import annotations
@@ -9,19 +14,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehr_risk.errors import InputDataError
+from ehr_risk.ingest.csv_read import read_header
+from ehr_risk.ingest.csv_synthea import (
+    ingest_synthea_dir,
+    ingest_synthea_file,
+    is_synthea_dir,
+    synthea_table_of,
+)
 
 if TYPE_CHECKING:
     from ehr_risk.ingest.run import Ingestor
 
-
-def is_synthea_dir(path: Path) -> bool:
-    names = {p.name.lower().removesuffix(".gz") for p in path.iterdir()}
-    return "patients.csv" in names and ("observations.csv" in names or "conditions.csv" in names)
-
-
-def ingest_synthea_dir(path: Path, ing: Ingestor) -> None:
-    raise InputDataError(f"{path}: Synthea CSV ingestion is not available yet")
+__all__ = ["ingest_csv_file", "ingest_synthea_dir", "is_synthea_dir"]
 
 
 def ingest_csv_file(path: Path, ing: Ingestor) -> None:
-    raise InputDataError(f"{path}: CSV ingestion is not available yet")
+    if ing.options.mapping is not None:
+        from ehr_risk.ingest.csv_mapped import ingest_mapped_file
+
+        ingest_mapped_file(path, ing.options.mapping, ing)
+        return
+    header = read_header(path)
+    table = synthea_table_of(path, header)
+    if table is not None:
+        ingest_synthea_file(path, table, ing)
+        return
+    from ehr_risk.ingest.csv_long import ingest_long_file, is_long_header
+
+    if is_long_header(header):
+        ingest_long_file(path, header, ing)
+        return
+    raise InputDataError(
+        f"{path}: unrecognised CSV layout: expected a long event table (subject_id, time, code, "
+        "numeric_value, text_value, unit), a Synthea table, or a cohort table with --mapping FILE.yaml"
+    )

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from ehr_risk.ingest.run import Ingestor
 
 FHIR_JSON, FHIR_NDJSON, CSV_FILE, SYNTHEA_CSV = "fhir-json", "fhir-ndjson", "csv", "synthea-csv"
+_SNIFF_BYTES = 1 << 16
 
 
 def _stem(path: Path) -> str:
@@ -18,16 +19,17 @@ def _stem(path: Path) -> str:
 
 
 def _sniff(path: Path) -> str | None:
-    """Tell NDJSON from a JSON document by its first two non-blank lines."""
+    """Tell NDJSON from a JSON document by its first two non-blank lines (within the first 64 KiB)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:  # type: ignore[operator]
-            lines = [ln.strip() for ln, _ in zip(fh, range(50), strict=False) if ln.strip()][:2]
+        with opener(path, "rb") as fh:  # bounded read: a minified bundle is one huge line
+            head = fh.read(_SNIFF_BYTES)
     except (OSError, EOFError):
         return FHIR_JSON  # unreadable: the JSON reader reports it with its reason
-    if not lines or not lines[0].startswith("{"):
-        return None
-    if len(lines) > 1 and lines[0].endswith("}") and lines[1].startswith("{"):
+    lines = [ln.strip() for ln in head.splitlines()[:50] if ln.strip()][:2]
+    if not lines or not lines[0].startswith(b"{"):
+        return FHIR_JSON  # a .json that is no JSON object: the reader names it as a failed file
+    if len(lines) > 1 and lines[0].endswith(b"}") and lines[1].startswith(b"{"):
         return FHIR_NDJSON
     return FHIR_JSON
 

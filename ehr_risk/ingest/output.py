@@ -13,6 +13,7 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -50,6 +51,20 @@ _SPILL_SCHEMA = pa.schema(
     ]
 )
 
+_SPILL_DTYPES: dict[str, pl.DataType] = {  # _SPILL_SCHEMA in polars terms, but `_load` (set by the writer)
+    "subject_id": pl.Int64(),
+    "time": pl.Datetime("us"),
+    "code": pl.String(),
+    "numeric_value": pl.Float32(),
+    "text_value": pl.String(),
+    "unit": pl.String(),
+    "end_time": pl.Datetime("us"),
+    "recorded_time": pl.Datetime("us"),
+    "resource_type": pl.String(),
+    "record_id": pl.Int64(),
+    "_seq": pl.Int64(),
+}
+
 
 def shard_name(k: int) -> str:
     return f"shard-{k:04d}.parquet"
@@ -83,6 +98,7 @@ class EventWriter:
         self.c_rtype: list[str] = []
         self.c_record: list[int | None] = []
         self.c_seq: list[int] = []
+        self._rows: list[tuple[Any, ...]] = []  # add_rows() buffer, transposed into the columns at flush
 
     def add(
         self,
@@ -118,7 +134,35 @@ class EventWriter:
         if description and code not in self.descriptions:
             self.descriptions[code] = description
 
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """Append a whole frame of events (bulk readers): EVENT_COLUMNS plus `_seq`, spill types castable.
+
+        Buffered rows go first, so the spill order stays the arrival order.
+        """
+        self.flush()
+        frame = frame.select(
+            *[pl.col(name).cast(dtype) for name, dtype in _SPILL_DTYPES.items()],
+            pl.lit(self.load_no, dtype=pl.Int32).alias("_load"),
+        )
+        self.rows += frame.height
+        self._spill(frame)
+
+    def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append events as tuples (subject_id, time_us, code, numeric_value, text_value, unit, end_us,
+        recorded_us, resource_type, record_id, seq): the fast path for record-by-record readers."""
+        self._rows.extend(rows)
+        if len(self._rows) + len(self.c_subject) >= self.flush_rows:
+            self.flush()
+
     def flush(self) -> None:
+        if self._rows:
+            columns = (
+                self.c_subject, self.c_time, self.c_code, self.c_num, self.c_text, self.c_unit,
+                self.c_end, self.c_recorded, self.c_rtype, self.c_record, self.c_seq,
+            )  # fmt: skip
+            for column, values in zip(columns, zip(*self._rows, strict=True), strict=True):
+                column.extend(values)  # type: ignore[attr-defined]
+            self._rows = []
         n = len(self.c_subject)
         if not n:
             return
@@ -144,11 +188,17 @@ class EventWriter:
         self.rows += n
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
+        self._spill(frame)
+
+    def _spill(self, frame: pl.DataFrame) -> None:
         keys = frame.get_column("subject_id") % self.n_shards
         for k, part in frame.with_columns(keys.alias("_shard")).partition_by("_shard", as_dict=True).items():
             path = self.tmp / f"s{int(k[0]):04d}" / f"part-{self._parts:06d}.arrow"  # type: ignore[call-overload]
             path.parent.mkdir(exist_ok=True)
-            feather.write_feather(part.drop("_shard").to_arrow(), path, compression="lz4")
+            table = part.drop("_shard").to_arrow()
+            # an Arrow IPC file (= Feather v2) written directly: feather.write_feather imports pandas
+            with pa.ipc.new_file(path, table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as w:
+                w.write_table(table)
         self._parts += 1
 
     def finish(self, incremental: bool) -> tuple[int, Counter[str], Counter[str]]:
@@ -165,7 +215,9 @@ class EventWriter:
         total, dropped = 0, Counter[str]()
         counts: Counter[str] = Counter()
         for k in range(self.n_shards):
-            frames = [pl.from_arrow(feather.read_table(p)) for p in sorted((self.tmp / f"s{k:04d}").glob("*"))]
+            frames = [
+                pl.from_arrow(feather.read_table(p)) for p in sorted((self.tmp / f"s{k:04d}").glob("*"))
+            ]
             final = events_dir / shard_name(k)
             if incremental and final.exists():
                 frames.append(_existing_as_spill(final))
@@ -217,7 +269,7 @@ def codes_table(counts: Counter[str], descriptions: dict[str, str]) -> pa.Table:
     return pa.table(
         {
             "code": pa.array(codes, pa.string()),
-            "description": pa.array([descriptions.get(c) for c in codes], pa.large_string()),
+            "description": pa.array([descriptions.get(c) for c in codes], pa.string()),  # MEDS: string
             "parent_codes": pa.array([None] * len(codes), pa.list_(pa.string())),
             "count": pa.array([counts[c] for c in codes], pa.int64()),
         }
@@ -237,7 +289,9 @@ class RejectWriter:
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def add(self, file: str, position: str, resource_type: str | None, reason: str, record: str | None) -> None:
+    def add(
+        self, file: str, position: str, resource_type: str | None, reason: str, record: str | None
+    ) -> None:
         self.rows.append((file, position, resource_type, reason, record))
         self.count += 1
         if len(self.rows) >= self.flush_rows:

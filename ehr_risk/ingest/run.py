@@ -24,7 +24,7 @@ from ehr_risk.ingest.summary import IngestSummary
 from ehr_risk.tables import load_schema, write_table
 
 MEDS_VERSION = "0.4"
-_SHARD_TARGET_BYTES = 512 * 1024 * 1024  # raw input bytes per shard: bounds memory at finish()
+_SHARD_TARGET_BYTES = 256 * 1024 * 1024  # raw input bytes per shard: bounds memory at finish()
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class IngestOptions:
     n_shards: int | None = None
     id_key_file: Path | None = None
     mapping: Path | None = None
-    flush_rows: int = 500_000
+    flush_rows: int = 50_000  # events buffered before a spill: keeps memory flat as inputs grow
 
 
 Message = Callable[[str], None]
@@ -54,22 +54,40 @@ class Ingestor:
         self.summary = IngestSummary()
         self.message = message
         self._seq = 0
+        self.state: dict[str, Any] = {}  # per-run reader state (e.g. FHIR reference indexes), keyed by reader
+        self._finishers: list[Callable[[], None]] = []
+
+    def on_finish(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once after the last input (a reader settles records it had to defer)."""
+        self._finishers.append(fn)
+
+    def run_finishers(self) -> None:
+        while self._finishers:
+            self._finishers.pop(0)()
 
     def next_seq(self) -> int:
         """A new ordinal for one source record (ties its events together for de-duplication)."""
         self._seq += 1
         return self._seq
 
-    def converted(self, resource_type: str) -> None:
-        self.summary.read[resource_type] += 1
-        self.summary.converted[resource_type] += 1
+    def next_seqs(self, n: int) -> int:
+        """The first of `n` new consecutive ordinals (bulk readers: one per source row)."""
+        first = self._seq + 1
+        self._seq += n
+        return first
+
+    def converted(self, resource_type: str, n: int = 1) -> None:
+        self.summary.read[resource_type] += n
+        self.summary.converted[resource_type] += n
 
     def skipped(self, resource_type: str, reason: str) -> None:
         self.summary.read[resource_type] += 1
         self.summary.skipped[resource_type] += 1
         self.summary.skipped_reasons[reason] += 1
 
-    def reject(self, file: str, position: str, resource_type: str | None, reason: str, record: str | None) -> None:
+    def reject(
+        self, file: str, position: str, resource_type: str | None, reason: str, record: str | None
+    ) -> None:
         """Record a rejected record. `reason` must hold no patient values (it is counted in the summary)."""
         rt = resource_type or "unknown"
         self.summary.read[rt] += 1
@@ -105,8 +123,22 @@ def _auto_shards(plan: list[tuple[str, Path]]) -> int:
     size = 0
     for _, path in plan:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-        size += sum(p.stat().st_size * (6 if p.suffix == ".gz" else 1) for p in files)
+        size += sum(_raw_size(p) for p in files)
     return max(1, min(256, math.ceil(size / _SHARD_TARGET_BYTES)))
+
+
+def _raw_size(path: Path) -> int:
+    """Uncompressed size: a gzip member's trailer holds it (mod 4 GiB); else the file size."""
+    size = path.stat().st_size
+    if path.suffix != ".gz" or size < 18:
+        return size
+    try:
+        with path.open("rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            isize = int.from_bytes(fh.read(4), "little")
+    except OSError:
+        return size * 6
+    return max(isize, size)  # a multi-member or > 4 GiB file under-reports: never below the gz size
 
 
 def _read_metadata(out: Path) -> dict[str, Any] | None:
@@ -137,6 +169,7 @@ def ingest(
         ing.summary.files += 1
         detect.read(kind, path, ing)
         message(f"ingest: {i}/{len(plan)} inputs, {sum(ing.summary.read.values()):,} records")
+    ing.run_finishers()
     total, dropped, counts = ing.events.finish(incremental=options.incremental and previous is not None)
     ing.rejects.flush()
     summary = ing.summary

@@ -20,7 +20,9 @@ def _date_us(text: str) -> int | None:
     n = len(text)
     try:
         if n == 10:
-            return (date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL) * _DAY_US
+            return (
+                date(int(text[0:4]), int(text[5:7]), int(text[8:10])).toordinal() - _EPOCH_ORDINAL
+            ) * _DAY_US
         if n == 7:
             return (date(int(text[0:4]), int(text[5:7]), 1).toordinal() - _EPOCH_ORDINAL) * _DAY_US
         if n == 4:
@@ -36,6 +38,11 @@ def parse_datetime_us(text: str | None) -> int | None:
         return None
     if len(text) <= 10:
         return _date_us(text)
+    return _datetime_us(text)
+
+
+@lru_cache(maxsize=65536)  # timestamps repeat within an encounter; parsing dominates the cost
+def _datetime_us(text: str) -> int | None:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:

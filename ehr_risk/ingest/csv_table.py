@@ -1,0 +1,120 @@
+"""One schema-described CSV file → cleaned, typed batches; rows that break the schema are rejected.
+
+For every column of the input schema the reader keeps the raw string (named by its canonical name, used
+for the reject record) and, for typed columns, the parsed value in `t.<name>`. A row is rejected with its
+line and one reason when a required value is missing or a typed value does not parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from ehr_risk.ingest import units
+from ehr_risk.ingest.csv_emit import CsvFile
+from ehr_risk.ingest.csv_read import LINE, iter_batches, read_header
+from ehr_risk.ingest.csv_schema import InputSchema
+from ehr_risk.ingest.csv_values import canonicalize, implausible, parse_numbers, parse_times
+
+if TYPE_CHECKING:
+    from ehr_risk.ingest.run import Ingestor
+
+
+def typed(name: str) -> str:
+    return f"t.{name}"
+
+
+class SchemaFile:
+    """An open input file described by an input schema (header resolved, missing columns refused)."""
+
+    def __init__(
+        self,
+        ing: Ingestor,
+        path: Path,
+        schema: InputSchema,
+        header: list[str] | None = None,
+        tz: str = "UTC",
+        date_format: str | None = None,
+    ):
+        self.header = header if header is not None else read_header(path)
+        self.mapping = schema.resolve(self.header, path)  # canonical → header name
+        self.schema = schema
+        self.tz = tz
+        self.date_format = date_format
+        self.file = CsvFile(ing, path, self.header, schema.resource_type)
+        self.columns = list(self.mapping)  # canonical names present in this file
+
+    def has(self, name: str) -> bool:
+        return name in self.mapping
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """Typed batches; call `self.file.finish()` after the last one (done here when exhausted)."""
+        renames = {h: c for c, h in self.mapping.items()}
+        types = self.schema.types()
+        required = [c.name for c in self.schema.columns if not c.nullable and c.name in self.mapping]
+        for raw in iter_batches(self.file.path, self.header, list(self.mapping.values()), self.file.bad):
+            frame = raw.rename(renames)
+            for name in required:
+                missing = frame.get_column(name).str.strip_chars().str.len_chars() == 0
+                bad = frame.get_column(name).is_null() | missing
+                frame = self._drop(frame, bad, f"missing required value {name}")
+            for name in self.columns:
+                kind = types[name]
+                if kind == "string":
+                    continue
+                raw_col = frame.get_column(name)
+                if kind == "timestamp[us]":
+                    parsed = parse_times(raw_col, tz=self.tz, fmt=self.date_format)
+                    reason = f"unparseable date in {name}"
+                else:
+                    parsed = parse_numbers(raw_col)
+                    reason = f"non-numeric value in {name}"
+                frame = frame.with_columns(parsed.alias(typed(name)))
+                frame = self._drop(frame, raw_col.is_not_null() & parsed.is_null(), reason)
+            if frame.height:
+                yield frame
+            self.file.flush()
+        self.file.finish()
+
+    def _drop(self, frame: pl.DataFrame, bad: pl.Series, reason: str) -> pl.DataFrame:
+        if not bad.any():
+            return frame
+        self.file.reject(frame.filter(bad), reason, self.columns)
+        return frame.filter(~bad)
+
+    def reject(self, frame: pl.DataFrame, bad: pl.Series | pl.Expr, reason: str) -> pl.DataFrame:
+        """Reject the rows of `frame` where `bad` holds (with `reason`); return the others."""
+        mask = frame.select(bad).to_series() if isinstance(bad, pl.Expr) else bad
+        return self._drop(frame, mask.fill_null(False), reason)
+
+    def check_values(self, b: pl.DataFrame, values: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Canonical units and plausibility for `values` (code, numeric_value, unit; aligned with `b`).
+
+        Rows with an unconvertible unit or an impossible value are rejected with a value-free reason;
+        returns both frames without them, numbers in canonical units (unit null where there is no number).
+        """
+        values = canonicalize(values)
+        errors = values.get_column("_unit_error")
+        for reason in errors.drop_nulls().unique().sort().to_list():
+            bad = (errors == reason).fill_null(False)
+            b, values, errors = self.reject(b, bad, reason), values.filter(~bad), errors.filter(~bad)
+        values = values.drop("_unit_error")
+        bad = implausible(values.get_column("code"), values.get_column("numeric_value"))
+        for code in values.filter(bad).get_column("code").unique().sort().to_list():
+            rng = units.plausible_range(code)
+            where = f" (outside {rng[0]:g}-{rng[1]:g} {rng[2]})" if rng else ""
+            this = bad & (values.get_column("code") == code)
+            b, values, bad = (
+                self.reject(b, this, f"implausible value for {code}{where}"),
+                values.filter(~this),
+                bad.filter(~this),
+            )
+        # a unit without a number (NA value, text answer) says nothing: dropped, as FHIR has none there
+        unit = pl.when(pl.col("numeric_value").is_not_null()).then(pl.col("unit").replace("", None))
+        return b, values.with_columns(unit.alias("unit"))
+
+
+__all__ = ["LINE", "SchemaFile", "typed"]

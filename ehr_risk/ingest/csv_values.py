@@ -1,0 +1,152 @@
+"""Vectorised value parsing for CSV columns: dates/times → UTC microseconds, numbers, canonical units.
+
+Dates: ISO 8601 (`2013-12-18`, `2013-12-18T14:05:00Z`, offsets `±hh:mm`, fractions), `YYYY-MM`, `YYYY`,
+`YYYYMMDD`, and US forms `MM/DD/YYYY` with or without `HH:MM[:SS]` or `h:MM AM/PM`. Day-first dates are
+not guessed (a mapping file can name a `date_format`). Times with an offset are moved to UTC; times without
+one are taken in the configured zone (UTC unless a mapping says otherwise), as FHIR times without an offset
+are. Partial dates take the first instant of the period, as in `timeparse.py`. Every format is tried only
+on the values the previous ones could not parse, so a clean ISO column costs one pass.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import polars as pl
+
+from ehr_risk.ingest import units
+
+_AWARE = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z")
+_NAIVE = (
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%m/%d/%Y",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %I:%M %p",
+    "%Y%m%d",
+    "%Y-%m",
+)
+_US = pl.Datetime("us")
+
+
+def _try(text: pl.Series, fmt: str, aware: bool, tz: str) -> pl.Series:
+    parsed = text.str.to_datetime(fmt, strict=False, time_unit="us")
+    if aware:
+        return parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    if tz != "UTC":
+        parsed = parsed.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+        return parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+    return parsed
+
+
+def parse_times(values: pl.Series, tz: str = "UTC", fmt: str | None = None) -> pl.Series:
+    """String column → naive-UTC Datetime[us]; null where missing or not a date (caller rejects those)."""
+    text = values.cast(pl.String).str.strip_chars()
+    if fmt is not None:
+        return _try(text, fmt, aware="%z" in fmt or "%#z" in fmt, tz=tz)
+    result = pl.Series(values.name, [None] * len(text), dtype=_US)
+    todo = text.is_not_null()
+    candidates = [(f, True) for f in _AWARE] + [(f, False) for f in _NAIVE]
+    for fmt_i, aware in candidates:
+        if not todo.any():
+            break
+        idx = todo.arg_true()
+        got = _try(text.gather(idx), fmt_i, aware, tz)
+        ok = got.is_not_null()
+        if ok.any():
+            result = result.scatter(idx.filter(ok), got.filter(ok))
+            todo = todo.scatter(idx.filter(ok), False)
+    if todo.any():  # bare years (`1998`): the first instant of the year
+        idx = todo.arg_true()
+        years = text.gather(idx)
+        ok = years.str.contains(r"^\d{4}$")
+        got = _try((years.filter(ok) + "-01-01"), "%Y-%m-%d", False, tz)
+        result = result.scatter(idx.filter(ok), got)
+    return result
+
+
+def parse_numbers(values: pl.Series) -> pl.Series:
+    """String column → Float64; null where missing or not a number. `1,234.5` thousands commas allowed."""
+    text = values.cast(pl.String).str.strip_chars()
+    number = text.cast(pl.Float64, strict=False)
+    retry = number.is_null() & text.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+    if retry.any():
+        number = pl.select(
+            pl.when(retry)
+            .then(text.str.replace_all(",", "").cast(pl.Float64, strict=False))
+            .otherwise(number)
+        ).to_series()
+    return number
+
+
+@lru_cache(maxsize=65536)
+def _probe(code: str, unit: str | None) -> tuple[float | None, float | None, str | None, str | None]:
+    """(a, b, canonical unit, None) with canonical = v·a + b, or (None, None, None, reason)."""
+    try:
+        v0, out_unit = units.canonical(code, 0.0, unit)
+        v1, _ = units.canonical(code, 1.0, unit)
+        v100, _ = units.canonical(code, 100.0, unit)
+    except units.UnitError as exc:
+        return None, None, None, exc.reason
+    a, b = v1 - v0, v0
+    if abs(a * 100.0 + b - v100) > 1e-6 * max(1.0, abs(v100)):
+        raise AssertionError(f"units.canonical is not affine for {code}")
+    return a, b, out_unit or None, None
+
+
+def canonicalize(frame: pl.DataFrame) -> pl.DataFrame:
+    """Columns code, numeric_value (Float64), unit → values in canonical units, plus `_unit_error`.
+
+    One `units.canonical` probe per distinct (code, unit) pair; the conversions in units.py are affine
+    (v·a + b), so two probes give the whole column's conversion, a third checks it. Rows whose unit
+    cannot be converted get the reason in `_unit_error` (value-free), the rest keep their numbers.
+    """
+    has_value = frame.get_column("numeric_value").is_not_null()
+    pairs = frame.filter(has_value).select("code", "unit").unique()
+    rows = [(code, unit, *_probe(code, unit)) for code, unit in pairs.iter_rows()]
+    table = pl.DataFrame(
+        rows,
+        schema={
+            "code": pl.String,
+            "unit": pl.String,
+            "_a": pl.Float64,
+            "_b": pl.Float64,
+            "_out_unit": pl.String,
+            "_unit_error": pl.String,
+        },
+        orient="row",
+    )
+    joined = frame.join(table, on=["code", "unit"], how="left", nulls_equal=True, maintain_order="left")
+    return joined.with_columns(
+        pl.when(pl.col("_a").is_not_null())
+        .then(pl.col("numeric_value") * pl.col("_a") + pl.col("_b"))
+        .otherwise(pl.col("numeric_value"))
+        .alias("numeric_value"),
+        pl.when(pl.col("_a").is_not_null()).then(pl.col("_out_unit")).otherwise(pl.col("unit")).alias("unit"),
+    ).drop("_a", "_b", "_out_unit")
+
+
+def implausible(code: pl.Series, value: pl.Series) -> pl.Series:
+    """True where `value` (canonical units) is NaN/infinite or outside `units.plausible_range(code)`."""
+    frame = pl.DataFrame({"code": code, "v": value})
+    ranges = [
+        (c, *r[:2]) for c in frame.get_column("code").unique().to_list() if (r := units.plausible_range(c))
+    ]
+    table = pl.DataFrame(
+        ranges, schema={"code": pl.String, "_lo": pl.Float64, "_hi": pl.Float64}, orient="row"
+    )
+    joined = frame.join(table, on="code", how="left", maintain_order="left")
+    v = pl.col("v")
+    bad = v.is_not_null() & (
+        v.is_nan()
+        | v.is_infinite()
+        | (pl.col("_lo").is_not_null() & ((v < pl.col("_lo")) | (v > pl.col("_hi"))))
+    )
+    return joined.select(bad.fill_null(False)).to_series()

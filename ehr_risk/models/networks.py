@@ -1,0 +1,144 @@
+"""Sequence networks: plain `nn.Module`s, independent of Lightning (training lives in lightning_module.py).
+
+Each event is embedded as token + value bin + time, where time is the log-scaled days before the prediction
+time and the age at the event; the sequence is encoded by a GRU (last state of the packed sequence) or a
+transformer encoder (masked mean and last position, pooled), joined with the static/tabular features and
+mapped to discrete-time hazard logits (tasks × yearly intervals, see hazard.py).
+
+Batches are dicts of tensors made by ehr_risk/models/data.py: tokens (B, L) long, value_bin (B, L) long,
+delta_days, age_years (B, L) float, mask (B, L) bool (True = real event; position 0 is always True so that an
+empty history still has one PAD step), lengths (B,) long (≥ 1), static (B, S) float (NaN = missing).
+Sequences are left-aligned: oldest → newest, padding at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+_LOG_100Y = math.log1p(36_525.0)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    kind: Literal["gru", "transformer"]
+    n_tokens: int
+    n_value_bins: int
+    n_static: int
+    n_tasks: int
+    n_intervals: int = 10
+    d_model: int = 64
+    n_layers: int = 1
+    n_heads: int = 4
+    dropout: float = 0.1
+    base_hazard: float = 0.01  # initial per-year hazard of every head: starts training near the truth
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+class EventEmbedding(nn.Module):
+    """token + value-bin + time/age embedding, summed, then LayerNorm and dropout."""
+
+    def __init__(self, n_tokens: int, n_value_bins: int, d: int, dropout: float) -> None:
+        super().__init__()
+        self.token = nn.Embedding(n_tokens, d, padding_idx=0)
+        self.value_bin = nn.Embedding(n_value_bins + 1, d, padding_idx=0)
+        self.time = nn.Linear(4, d)
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ld = torch.log1p(batch["delta_days"].clamp(min=0)) / _LOG_100Y
+        age = batch["age_years"] / 100.0
+        t = torch.stack([ld, ld * ld, age, age * age], dim=-1)
+        x = self.token(batch["tokens"]) + self.value_bin(batch["value_bin"]) + self.time(t)
+        return self.drop(self.norm(x))
+
+
+class StaticEncoder(nn.Module):
+    """Standardises static features with train-set statistics held as buffers (NaN → mean), then projects."""
+
+    def __init__(self, n_static: int, d: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_static))
+        self.register_buffer("scale", torch.ones(n_static))
+        self.proj = nn.Sequential(nn.Linear(n_static, d), nn.ReLU())
+
+    def set_statistics(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        self.mean.copy_(mean)
+        self.scale.copy_(scale)
+
+    def forward(self, static: torch.Tensor) -> torch.Tensor:
+        z = (static - self.mean) / self.scale
+        return self.proj(torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).clamp(-10, 10))
+
+
+class GRUEncoder(nn.Module):
+    def __init__(self, d: int, n_layers: int, dropout: float) -> None:
+        super().__init__()
+        self.gru = nn.GRU(d, d, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # Packing skips the padding steps: the cost follows the real lengths, not the padded length.
+        packed = nn.utils.rnn.pack_padded_sequence(
+            x, batch["lengths"].cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, h = self.gru(packed)
+        return h[-1]
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, d: int, n_layers: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            d, n_heads, 2 * d, dropout=dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.pool = nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["mask"]
+        # Order comes from the time embedding (days before t), so no positional encoding is added.
+        h = self.norm(self.encoder(x, src_key_padding_mask=~mask))
+        m = mask.unsqueeze(-1).to(h.dtype)
+        mean = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        last = h[torch.arange(h.shape[0], device=h.device), batch["lengths"] - 1]
+        return self.pool(torch.cat([mean, last], dim=-1))
+
+
+class HazardNetwork(nn.Module):
+    """Events (+ static features) → hazard logits (B, n_tasks, n_intervals)."""
+
+    def __init__(self, config: NetworkConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        d = c.d_model
+        self.embed = EventEmbedding(c.n_tokens, c.n_value_bins, d, c.dropout)
+        self.encoder: nn.Module
+        if c.kind == "gru":
+            self.encoder = GRUEncoder(d, c.n_layers, c.dropout)
+        elif c.kind == "transformer":
+            self.encoder = TransformerEncoder(d, c.n_layers, c.n_heads, c.dropout)
+        else:  # pragma: no cover - guarded by the config model
+            raise ValueError(f"unknown network kind {c.kind!r}")
+        self.static = StaticEncoder(c.n_static, d) if c.n_static else None
+        joined = 2 * d if c.n_static else d
+        self.head = nn.Sequential(
+            nn.Linear(joined, d), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(d, c.n_tasks * c.n_intervals)
+        )
+        out = self.head[-1]
+        assert isinstance(out, nn.Linear)
+        nn.init.zeros_(out.weight)
+        nn.init.constant_(out.bias, math.log(c.base_hazard / (1.0 - c.base_hazard)))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        z = self.encoder(self.embed(batch), batch)
+        if self.static is not None:
+            z = torch.cat([z, self.static(batch["static"])], dim=-1)
+        return self.head(z).view(-1, self.config.n_tasks, self.config.n_intervals)

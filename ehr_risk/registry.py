@@ -1,0 +1,363 @@
+"""Everything MLflow: runs (params, metrics, tags, artifacts), the Lightning logger, the pyfunc model that
+wraps the Predictor, and the model registry (aliases, never stages).
+
+Tracking and registry URI: the `uri` argument, else `MLFLOW_TRACKING_URI`, else `sqlite:///mlruns/mlflow.db`
+(relative to the working directory; `mlruns/` is created). For a SQLite store, artifacts go to an
+`artifacts/` folder beside the database file; a server keeps its own artifact root.
+
+Pyfunc input (one pandas DataFrame, so it works with `mlflow models serve` and `spark_udf`): long event rows,
+each carrying the `prediction_time` it is for —
+
+    subject_id, prediction_time, time, code, numeric_value, text_value, unit, end_time, recorded_time
+
+The prediction times scored are the distinct (subject_id, prediction_time) pairs, in order of appearance.
+The events of a subject are the rows of its latest prediction time (so a caller may repeat all of a subject's
+events for each of its prediction times, or give each time only the events up to it); a row with a null
+`code` only declares a prediction time (a subject without events). The featurizers apply the visibility
+rule, so events after a prediction time never change its scores. `pyfunc_input(events, times)` builds this
+frame. Output: subject_id, prediction_time and one `risk_<task>_<h>y` column per task and horizon.
+
+`mlflow` is imported inside functions only: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from ehr_risk.errors import ModelNotFoundError
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+DEFAULT_EXPERIMENT = "ehr-risk"
+CHALLENGER = "challenger"
+PREDICTOR_FILE = "predictor.pkl"
+_EVENT_INPUT: dict[str, pl.DataType] = {
+    "subject_id": pl.Int64(),
+    "prediction_time": pl.Datetime("us"),
+    "time": pl.Datetime("us"),
+    "code": pl.String(),
+    "numeric_value": pl.Float64(),
+    "text_value": pl.String(),
+    "unit": pl.String(),
+    "end_time": pl.Datetime("us"),
+    "recorded_time": pl.Datetime("us"),
+}
+_MLFLOW_TYPES = {
+    pl.Int64(): "long",
+    pl.Datetime("us"): "datetime",
+    pl.String(): "string",
+    pl.Float64(): "double",
+}
+
+
+def registered_name(task: str) -> str:
+    return f"ehr-risk-{task}"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The tracking URI in force; creates the folder of a SQLite database."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def _client(uri: str | None) -> Any:
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = None
+    uri = client.tracking_uri
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///")).resolve()
+        location = (db.parent / "artifacts").as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def start_run(
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    uri: str | None = None,
+) -> str:
+    """Create a run (status RUNNING) and return its id."""
+    client = _client(uri)
+    run = client.create_run(_experiment_id(client, experiment), run_name=run_name, tags=tags or {})
+    return str(run.info.run_id)
+
+
+def end_run(run_id: str, status: str = "FINISHED", uri: str | None = None) -> None:
+    _client(uri).set_terminated(run_id, status)
+
+
+def lightning_logger(run_id: str, experiment: str = DEFAULT_EXPERIMENT, uri: str | None = None) -> Any:
+    """Lightning's MLflow logger writing per-epoch metrics into the run `run_id`."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    return MLFlowLogger(experiment_name=experiment, tracking_uri=resolve_tracking_uri(uri), run_id=run_id)
+
+
+def log_params(run_id: str, params: dict[str, Any], uri: str | None = None) -> None:
+    """Params (nested dicts flattened with dots; values cut to MLflow's 6,000 characters)."""
+    from mlflow.entities import Param
+
+    flat = _flatten(params)
+    client = _client(uri)
+    items = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100])
+
+
+def log_metrics(
+    run_id: str, metrics: dict[str, float], step: int | None = None, uri: str | None = None
+) -> None:
+    from mlflow.entities import Metric
+
+    client = _client(uri)
+    now = int(pd.Timestamp.now().timestamp() * 1000)
+    items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if np.isfinite(v)]
+    for i in range(0, len(items), 500):
+        client.log_batch(run_id, metrics=items[i : i + 500])
+
+
+def set_tags(run_id: str, tags: dict[str, str], uri: str | None = None) -> None:
+    client = _client(uri)
+    for k, v in tags.items():
+        client.set_tag(run_id, k, str(v))
+
+
+def log_dict(run_id: str, data: Any, artifact_file: str, uri: str | None = None) -> None:
+    """A JSON (or YAML by extension) artifact; no patient data goes here by contract."""
+    _client(uri).log_dict(run_id, data, artifact_file)
+
+
+def log_artifact(
+    run_id: str, path: str | Path, artifact_path: str | None = None, uri: str | None = None
+) -> None:
+    _client(uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def git_commit(path: str | Path = ".") -> str | None:
+    """The commit of the git checkout containing `path` (suffixed `-dirty` with local changes), or None."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+# --- pyfunc input / output -----------------------------------------------------------------------------
+
+
+def pyfunc_input(events: pl.DataFrame, times: pl.DataFrame) -> pd.DataFrame:
+    """The single-frame pyfunc input for `times` (subject_id, prediction_time): every prediction time gets
+    all the events of its subject; subjects without events get one row with a null code."""
+    keys = times.select(
+        pl.col("subject_id").cast(pl.Int64), pl.col("prediction_time").cast(pl.Datetime("us"))
+    )
+    ev = events.select(
+        (pl.col(c) if c in events.columns else pl.lit(None)).cast(t).alias(c)
+        for c, t in _EVENT_INPUT.items()
+        if c != "prediction_time"
+    )
+    frame = keys.with_row_index("_k").join(ev, on="subject_id", how="left").sort("_k", maintain_order=True)
+    return frame.select(list(_EVENT_INPUT)).to_pandas()
+
+
+def split_pyfunc_input(frame: pd.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(events, times) from the single-frame pyfunc input (see the module docstring)."""
+    from ehr_risk.errors import InputDataError
+
+    missing = [c for c in ("subject_id", "prediction_time") if c not in frame.columns]
+    if missing:
+        raise InputDataError(f"model input: missing column(s) {', '.join(missing)}")
+    df = pl.from_pandas(frame.reset_index(drop=True))
+    df = df.select(
+        (pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in _EVENT_INPUT.items()
+    )
+    times = df.select("subject_id", "prediction_time").unique(maintain_order=True)
+    latest = pl.col("prediction_time") == pl.col("prediction_time").max().over("subject_id")
+    events = df.filter(latest & pl.col("code").is_not_null()).drop("prediction_time")
+    return events, times
+
+
+class PyfuncPredictor:
+    """What `mlflow.pyfunc.load_model` returns the calls to (loader_module flavour: no MLflow subclass)."""
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+
+    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        events, times = split_pyfunc_input(model_input)
+        return self.predictor.predict(events, times).to_pandas()
+
+
+def _load_pyfunc(data_path: str) -> PyfuncPredictor:
+    """MLflow's loader_module entry point."""
+    path = Path(data_path)
+    with open(path / PREDICTOR_FILE if path.is_dir() else path, "rb") as f:
+        return PyfuncPredictor(pickle.load(f))
+
+
+def _signature(predictor: Any) -> Any:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    required = {"subject_id", "prediction_time"}
+    inputs = Schema([ColSpec(_MLFLOW_TYPES[t], c, required=c in required) for c, t in _EVENT_INPUT.items()])  # type: ignore[arg-type]
+    outputs = Schema(
+        [ColSpec("long", "subject_id"), ColSpec("datetime", "prediction_time")]
+        + [ColSpec("double", c) for c in predictor.output_columns]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def example_input() -> pd.DataFrame:
+    """A made-up patient (no real data) used as the registered model's input example."""
+    t = pd.Timestamp("2020-01-01")
+    rows = [
+        (None, "MEDS_BIRTH", None, None, None, pd.Timestamp("1960-05-01")),
+        (None, "GENDER/female", None, None, None, None),
+        (None, "LOINC/2093-3", 210.0, None, "mg/dL", pd.Timestamp("2019-06-01")),
+        (None, "LOINC/8480-6", 138.0, None, "mm[Hg]", pd.Timestamp("2019-06-01")),
+        (None, "LOINC/72166-2", None, "SNOMED/8517006", None, pd.Timestamp("2019-06-01")),
+    ]
+    events = pl.DataFrame(
+        {
+            "subject_id": [0] * len(rows),
+            "time": [r[5] for r in rows],
+            "code": [r[1] for r in rows],
+            "numeric_value": [r[2] for r in rows],
+            "text_value": [r[3] for r in rows],
+            "unit": [r[4] for r in rows],
+        },
+        schema_overrides={"time": pl.Datetime("us"), "numeric_value": pl.Float64},
+    )
+    return pyfunc_input(events, pl.DataFrame({"subject_id": [0], "prediction_time": [t]}))
+
+
+# --- model logging and the registry ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    alias: str
+    model_uri: str  # models:/<name>@<alias>
+
+
+def log_predictor(
+    run_id: str,
+    predictor: Any,
+    register: bool = True,
+    alias: str = CHALLENGER,
+    uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+) -> tuple[str, list[RegisteredVersion]]:
+    """Log the Predictor as a pyfunc model in run `run_id`; register it as `ehr-risk-<task>` for each of
+    its tasks and point `alias` at the new versions. Returns the logged model URI and the versions."""
+    import mlflow
+    import mlflow.pyfunc
+
+    import ehr_risk
+
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = _client(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / PREDICTOR_FILE
+        with open(data, "wb") as f:
+            pickle.dump(predictor, f, protocol=pickle.HIGHEST_PROTOCOL)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="predictor",
+                loader_module="ehr_risk.registry",
+                data_path=str(data),
+                signature=_signature(predictor),
+                input_example=example_input(),
+                pip_requirements=[f"ehr-risk=={getattr(ehr_risk, '__version__', '0.1.0')}"],
+            )
+        client.update_run(run_id, status="RUNNING")  # the caller ends the run (end_run)
+    versions: list[RegisteredVersion] = []
+    if register:
+        for task in predictor.tasks:
+            name = registered_name(task)
+            mv = mlflow.register_model(info.model_uri, name, tags={"model_kind": predictor.model_kind})
+            client.set_registered_model_alias(name, alias, mv.version)
+            versions.append(RegisteredVersion(name, str(mv.version), alias, f"models:/{name}@{alias}"))
+    return str(info.model_uri), versions
+
+
+def load_predictor(model_uri: str, uri: str | None = None) -> Any:
+    """The Predictor behind a model URI (`models:/ehr-risk-ascvd_10y@champion`, `runs:/…`, a path)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFoundError(f"{model_uri}: model not found ({type(exc).__name__})") from exc
+    files = list(Path(local).rglob(PREDICTOR_FILE))
+    if not files:
+        raise ModelNotFoundError(f"{model_uri}: not an ehr-risk model (no {PREDICTOR_FILE})")
+    return _load_pyfunc(str(files[0])).predictor
+
+
+def load_pyfunc(model_uri: str, uri: str | None = None) -> Any:
+    """The MLflow pyfunc model (what serving and spark_udf use)."""
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as exc:
+        raise ModelNotFoundError(f"{model_uri}: model not found ({type(exc).__name__})") from exc

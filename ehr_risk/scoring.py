@@ -1,0 +1,206 @@
+"""Batch scoring: every eligible subject as of a date, from the events at or before it.
+
+One job = (model version, as-of date). It holds a lock for that pair, scores shard by shard (shards hold
+whole subjects, so memory stays flat), writes into a scratch folder and swaps it in as the partition
+`OUT/as_of_date=YYYY-MM-DD/model_version=N/` in one rename: a rerun replaces the partition with the same
+rows, a crash leaves the previous partition (or none), and a concurrent run of the same job fails fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+import pyarrow.parquet as pq
+
+from ehr_risk.errors import InputDataError, SchemaError
+from ehr_risk.events import scan_events, visible
+from ehr_risk.jobs import atomic_directory, exclusive_lock
+from ehr_risk.tables import load_schema, write_table
+
+SUBJECT_ID_SYSTEM = "urn:ehr-risk:subject-id"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    version: str
+    run_id: str
+    uri: str
+
+
+@dataclass
+class ScoreResult:
+    partition: Path
+    subjects_scored: int
+    subjects_in_data: int
+    fhir_file: Path | None
+    seconds: float = 0.0
+
+
+def partition_dir(out: Path, as_of: dt.date, version: str) -> Path:
+    return out / f"as_of_date={as_of.isoformat()}" / f"model_version={version}"
+
+
+def check_schema_compatible(predictor: Any) -> None:
+    """Refuse a model trained on another major version of the event schema."""
+    trained = str(predictor.metadata.get("schema_versions", {}).get("events", ""))
+    current = load_schema("events").version
+    if trained and trained.split("@")[-1].split(".")[0] != current.split(".")[0]:
+        raise SchemaError(
+            f"model was trained on event schema {trained}, this table is events@{current}: retrain the model"
+        )
+
+
+def event_shards(events_dir: Path) -> list[Path]:
+    root = events_dir / "events" if (events_dir / "events").is_dir() else events_dir
+    shards = sorted(p for p in root.glob("*.parquet") if not p.name.startswith("."))
+    if not shards:
+        raise InputDataError(f"{events_dir}: no event shards (*.parquet)")
+    return shards
+
+
+def eligible_times(events: pl.DataFrame, task: Any, as_of: dt.datetime) -> pl.DataFrame:
+    """(subject_id, prediction_time) for subjects in the task's population at `as_of`."""
+    from ehr_risk.cohort import build_cohort
+
+    rows, _ = build_cohort(events, task, as_of=as_of)
+    return rows.select("subject_id", "prediction_time").unique().sort("subject_id")
+
+
+def score_shard(
+    predictor: Any, task: Any, shard: Path, as_of: dt.datetime, model: ModelRef
+) -> tuple[pl.DataFrame, int]:
+    """Scores of one shard's eligible subjects, and the number of subjects in the shard."""
+    events = visible(scan_events(shard), as_of).collect()
+    n_subjects = events["subject_id"].n_unique()
+    times = eligible_times(events, task, as_of)
+    if times.height == 0:
+        return pl.DataFrame(), n_subjects
+    risks = predictor.predict(events, times)
+    n_inputs = (
+        events.group_by("subject_id").len(name="n_inputs").with_columns(pl.col("n_inputs").cast(pl.Int64))
+    )
+    scored = risks.join(n_inputs, on="subject_id", how="left").with_columns(
+        pl.lit(model.name).alias("model_name"),
+        pl.lit(model.version).alias("model_version"),
+        pl.lit(model.run_id).alias("run_id"),
+    )
+    return scored, n_subjects
+
+
+def risk_assessments(
+    scores: pl.DataFrame, model: ModelRef, task: Any, id_map: dict[int, str] | None
+) -> Iterator[dict[str, Any]]:
+    """FHIR R4 RiskAssessment resources, one per scored subject, for write-back to the EHR."""
+    risk_cols = [c for c in scores.columns if c.startswith("risk_")]
+    for row in scores.iter_rows(named=True):
+        sid = row["subject_id"]
+        source = id_map.get(sid) if id_map else None
+        subject: dict[str, Any] = (
+            {"reference": f"Patient/{source}"}
+            if source
+            else {"identifier": {"system": SUBJECT_ID_SYSTEM, "value": str(sid)}}
+        )
+        predictions = []
+        for col in risk_cols:
+            years = float(col.rsplit("_", 1)[-1].rstrip("y"))
+            predictions.append(
+                {
+                    "outcome": {"text": task.description or task.name},
+                    "probabilityDecimal": round(float(row[col]), 6),
+                    "whenRange": {
+                        "high": {
+                            "value": years,
+                            "unit": "a",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "a",
+                        }
+                    },
+                }
+            )
+        yield {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": subject,
+            "occurrenceDateTime": row["prediction_time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "method": {"text": f"{model.name} version {model.version} (run {model.run_id})"},
+            "prediction": predictions,
+        }
+
+
+def _write_fhir(path: Path, resources: Iterator[dict[str, Any]]) -> int:
+    from fhir.resources.R4B.riskassessment import RiskAssessment
+
+    n = 0
+    with path.open("wb") as fh:
+        for res in resources:
+            RiskAssessment.model_validate(res)  # a resource the EHR would refuse is a bug: fail loudly
+            fh.write(orjson.dumps(res) + b"\n")
+            n += 1
+    return n
+
+
+def _read_id_map(events_dir: Path) -> dict[int, str] | None:
+    path = events_dir / "private" / "subject_ids.parquet"
+    try:
+        table = pq.read_table(path)
+    except OSError:
+        return None
+    return dict(
+        zip(table.column("subject_id").to_pylist(), table.column("source_id").to_pylist(), strict=True)
+    )
+
+
+def score(
+    predictor: Any,
+    task: Any,
+    events_dir: Path,
+    as_of: dt.date,
+    out: Path,
+    model: ModelRef,
+    fhir: bool = False,
+    progress: Callable[[int, int], None] = lambda _d, _t: None,
+) -> ScoreResult:
+    import time
+
+    check_schema_compatible(predictor)
+    start = time.monotonic()
+    as_of_time = dt.datetime.combine(as_of, dt.time.max).replace(microsecond=999_999)
+    final = partition_dir(out, as_of, model.version)
+    shards = event_shards(events_dir)
+    lock = out / f".lock-{model.name}-{model.version}-{as_of.isoformat()}"
+    with exclusive_lock(lock), atomic_directory(final) as tmp:
+        scored = n_subjects = 0
+        parts: list[pl.DataFrame] = []
+        for i, shard in enumerate(shards):
+            frame, n = score_shard(predictor, task, shard, as_of_time, model)
+            n_subjects += n
+            if frame.height:
+                write_table(frame.to_arrow(), tmp / f"part-{i:04d}.parquet", "scores")
+                scored += frame.height
+                if fhir:
+                    parts.append(frame)
+            progress(i + 1, len(shards))
+        fhir_file = None
+        if fhir:
+            fhir_file = final / "risk_assessments.ndjson"
+            all_scores = pl.concat(parts) if parts else pl.DataFrame()
+            _write_fhir(
+                tmp / fhir_file.name, risk_assessments(all_scores, model, task, _read_id_map(events_dir))
+            )
+        manifest = {
+            "model": model.__dict__,
+            "as_of_date": as_of.isoformat(),
+            "subjects_in_data": n_subjects,
+            "subjects_scored": scored,
+            "events_schema": f"events@{load_schema('events').version}",
+        }
+        (tmp / "_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return ScoreResult(final, scored, n_subjects, fhir_file, time.monotonic() - start)

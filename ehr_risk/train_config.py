@@ -1,0 +1,97 @@
+"""The training job's configuration (`pipelines/train.yaml`): a frozen pydantic model, extra keys refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ehr_risk.errors import ConfigError
+
+ModelKind = Literal["lr", "gbm", "gru", "transformer"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LRParams(_Frozen):
+    C: list[float] = Field(
+        default=[0.01, 0.1, 1.0], min_length=1, description="grid, chosen on tuning log loss"
+    )
+    class_weight: Literal["balanced"] | None = None
+    censoring: Literal["ipcw", "drop"] = "ipcw"
+    max_iter: int = Field(2000, ge=10)
+
+
+class GBMParams(_Frozen):
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    max_iter: int = Field(500, ge=1, description="upper bound; early stopping on the tuning split")
+    max_leaf_nodes: int = Field(31, ge=2)
+    min_samples_leaf: int = Field(50, ge=1)
+    l2_regularization: float = Field(1.0, ge=0)
+    n_iter_no_change: int = Field(20, ge=1)
+    class_weight: Literal["balanced"] | None = None
+    censoring: Literal["ipcw", "drop"] = "ipcw"
+
+
+class NetworkParams(_Frozen):
+    d_model: int = Field(64, ge=4)
+    n_layers: int = Field(1, ge=1)
+    n_heads: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    n_intervals: int = Field(10, ge=1, le=50, description="yearly hazard intervals")
+    max_len: int = Field(256, ge=1, description="most recent events used per prediction time")
+    use_static: bool = Field(True, description="join the tabular features")
+    batch_size: int = Field(256, ge=1)
+    max_epochs: int = Field(10, ge=1)
+    patience: int = Field(2, ge=0)
+    learning_rate: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    accelerator: str = "auto"
+
+
+class TrainConfig(_Frozen):
+    dataset: Path = Field(
+        description="dataset folder made by `ehr-risk dataset` (relative: to the working dir)"
+    )
+    tasks: list[str] = Field(min_length=1)
+    model: ModelKind
+    seed: int = 0
+    horizons: list[float] | None = Field(
+        default=None,
+        description="output horizons in years; default: the label horizons (lr, gbm), 1..n_intervals",
+    )
+    experiment: str = "ehr-risk"
+    run_name: str | None = None
+    register_model: bool = True
+    alias: str = "challenger"
+    tracking_uri: str | None = Field(
+        default=None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns"
+    )
+    output_dir: Path | None = Field(default=None, description="where tuning/held-out predictions are written")
+    lr: LRParams = LRParams()
+    gbm: GBMParams = GBMParams()
+    network: NetworkParams = NetworkParams()
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read the YAML file and apply overrides (e.g. from the command line, None values ignored)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({type(exc).__name__})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']} ({exc.error_count()} problem(s))") from exc

@@ -1,0 +1,146 @@
+"""Binary metrics: agreement with scikit-learn and hand computation; weights behave as replicated rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from ehr_risk.evaluation.metrics import BinaryPlan, point_metrics
+
+Y = np.array([0, 0, 1, 0, 1, 1, 0, 1, 0, 0], dtype=float)
+P = np.array([0.1, 0.2, 0.2, 0.3, 0.4, 0.4, 0.4, 0.8, 0.05, 0.6])
+
+
+def _simulated(n: int, seed: int, slope: float = 1.0, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes drawn from logit P(y) = shift + slope·logit(p): perfectly calibrated when (0, 1)."""
+    rng = np.random.default_rng(seed)
+    lp = rng.normal(-2.0, 1.0, n)
+    p = 1 / (1 + np.exp(-lp))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(shift + slope * lp)))).astype(float)
+    return y, p
+
+
+def test_agrees_with_sklearn_on_fixed_arrays_with_ties() -> None:
+    m = point_metrics(Y, P)
+    assert m["auroc"] == pytest.approx(roc_auc_score(Y, P), abs=1e-12)
+    assert m["auprc"] == pytest.approx(average_precision_score(Y, P), abs=1e-12)
+    assert m["brier"] == pytest.approx(brier_score_loss(Y, P), abs=1e-12)
+
+
+def test_agrees_with_sklearn_on_random_data() -> None:
+    y, p = _simulated(3000, 1)
+    p = np.round(p, 2)  # many ties
+    m = point_metrics(y, p)
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert m["auprc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+
+
+def test_hand_computed_values() -> None:
+    # 4 events, 6 non-events. Pairs (event, non-event) ordered correctly, ties count 1/2:
+    # event 0.2: beats 0.1, 0.05, ties 0.2 -> 2.5; 0.4 (x2): beat 0.1,0.2,0.3,0.05, tie 0.4 -> 4.5 each;
+    # 0.8: beats all 6 -> 6.  Total 17.5 / 24.
+    m = point_metrics(Y, P, thresholds=(0.35,))
+    assert m["auroc"] == pytest.approx(17.5 / 24)
+    assert m["observed_rate"] == pytest.approx(0.4)
+    assert m["mean_predicted"] == pytest.approx(P.mean())
+    assert m["eo_ratio"] == pytest.approx(P.sum() / 4)
+    brier = float(np.mean((P - Y) ** 2))
+    assert m["scaled_brier"] == pytest.approx(1 - brier / (0.4 * 0.6))
+    # p >= 0.35 flags 0.4, 0.4, 0.4, 0.8, 0.6: 3 events (tp), 2 non-events (fp); fn = 1, tn = 4
+    assert m["sensitivity@0.35"] == pytest.approx(3 / 4)
+    assert m["specificity@0.35"] == pytest.approx(4 / 6)
+    assert m["ppv@0.35"] == pytest.approx(3 / 5)
+    assert m["npv@0.35"] == pytest.approx(4 / 5)
+    assert m["flagged@0.35"] == pytest.approx(0.5)
+
+
+def test_threshold_at_a_tied_value_counts_the_tie_as_flagged() -> None:
+    m = point_metrics(Y, P, thresholds=(0.4,))
+    assert m["flagged@0.4"] == pytest.approx(0.5)
+    assert m["sensitivity@0.4"] == pytest.approx(3 / 4)
+
+
+def test_calibration_on_perfectly_calibrated_data() -> None:
+    y, p = _simulated(40_000, 2)
+    m = point_metrics(y, p)
+    assert m["calibration_slope"] == pytest.approx(1.0, abs=0.06)
+    assert m["calibration_intercept"] == pytest.approx(0.0, abs=0.1)
+    assert m["calibration_in_the_large"] == pytest.approx(0.0, abs=0.05)
+    assert m["eo_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert m["ici"] < 0.01
+
+
+def test_calibration_detects_overfitting_and_offset() -> None:
+    y, p = _simulated(40_000, 3, slope=0.5, shift=-1.5)  # predictions too extreme and too high
+    m = point_metrics(y, p)
+    assert m["calibration_slope"] == pytest.approx(0.5, abs=0.06)
+    assert m["calibration_in_the_large"] < -0.2
+    assert m["eo_ratio"] > 1.1
+    assert m["ici"] > 0.02
+
+
+def test_logistic_recalibration_matches_an_independent_fit() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    y, p = _simulated(5000, 4, slope=0.8, shift=0.2)
+    m = point_metrics(y, p)
+    o = np.log(p / (1 - p))[:, None]
+    fit = LogisticRegression(C=1e12, tol=1e-12, max_iter=10_000).fit(o, y)
+    assert m["calibration_slope"] == pytest.approx(fit.coef_[0, 0], abs=1e-4)
+    assert m["calibration_intercept"] == pytest.approx(fit.intercept_[0], abs=1e-4)
+
+
+def test_integer_weights_equal_replicated_rows() -> None:
+    """A bootstrap resample as counts gives the metrics of the resample as rows."""
+    y, p = _simulated(2000, 5)
+    p = np.round(p, 3)
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(1.0, (3, y.size)).astype(np.float32)
+    plan = BinaryPlan.build(y, p, thresholds=(0.1,))
+    res = plan.compute(counts)
+    for b in range(3):
+        rep = np.repeat(np.arange(y.size), counts[b].astype(int))
+        exact = point_metrics(y[rep], p[rep], thresholds=(0.1,))
+        for key in ("auroc", "auprc", "brier", "eo_ratio", "sensitivity@0.1", "ppv@0.1"):
+            assert res[key][b] == pytest.approx(exact[key], rel=1e-5), key
+        assert res["calibration_slope"][b] == pytest.approx(exact["calibration_slope"], abs=0.01)
+
+
+def test_rows_of_one_subject_share_its_weight() -> None:
+    y = np.array([1, 0, 0, 1, 0], dtype=float)
+    p = np.array([0.9, 0.2, 0.3, 0.6, 0.1])
+    plan = BinaryPlan.build(y, p, subject_index=np.array([0, 0, 1, 2, 2]))
+    # subject 0 twice, subject 1 dropped, subject 2 once -> rows 0,1,0,1,3,4
+    res = plan.compute(np.array([[2.0, 0.0, 1.0]]))
+    rows = [0, 1, 0, 1, 3, 4]
+    assert res["auroc"][0] == pytest.approx(roc_auc_score(y[rows], p[rows]))
+
+
+def test_undefined_metrics_are_nan_not_errors() -> None:
+    m = point_metrics(np.zeros(5), np.linspace(0.1, 0.5, 5), thresholds=(0.2,))
+    assert np.isnan(m["auroc"]) and np.isnan(m["auprc"]) and np.isnan(m["calibration_slope"])
+    assert m["brier"] == pytest.approx(np.mean(np.linspace(0.1, 0.5, 5) ** 2))
+
+
+def test_rejects_nan_input() -> None:
+    with pytest.raises(ValueError):
+        BinaryPlan.build([0, 1], [0.1, np.nan])
+
+
+def test_plot_curves_match_sklearn() -> None:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from ehr_risk.evaluation.plots import pr_points, roc_points
+
+    y, p = _simulated(500, 6)
+    p = np.round(p, 2)
+    fpr, tpr = roc_points(y, p)
+    ref_fpr, ref_tpr, _ = roc_curve(y, p, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, ref_fpr)
+    np.testing.assert_allclose(tpr, ref_tpr)
+    recall, precision = pr_points(y, p)
+    ref_p, ref_r, _ = precision_recall_curve(y, p)
+    np.testing.assert_allclose(recall, ref_r[::-1])
+    np.testing.assert_allclose(precision, ref_p[::-1])

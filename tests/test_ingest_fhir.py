@@ -1,0 +1,219 @@
+"""FHIR ingestion on hand-written fixtures: golden tables, accounting, rejects, duplicates, validation."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import stat
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from fhir_helpers import (
+    FIXTURES,
+    TEST_KEY,
+    events_as_rows,
+    read_events,
+    read_golden,
+    rejects,
+    run_ingest,
+)
+from meds import CodeMetadataSchema, DataSchema
+
+from ehr_risk.errors import RejectLimitError
+
+BUNDLE = FIXTURES / "bundle_transaction.json"
+
+
+@pytest.fixture
+def keyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EHR_RISK_ID_KEY", TEST_KEY)
+
+
+@pytest.fixture
+def bulk(tmp_path: Path) -> Path:
+    """The bulk fixture folder with Observation.ndjson gzipped (exercises the .gz line reader)."""
+    folder = tmp_path / "bulk"
+    shutil.copytree(FIXTURES / "bulk", folder)
+    plain = folder / "Observation.ndjson"
+    (folder / "Observation.ndjson.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    return folder
+
+
+def test_bundle_matches_golden_table(tmp_path: Path) -> None:
+    run_ingest([BUNDLE], tmp_path / "out")
+    assert events_as_rows(tmp_path / "out") == read_golden(FIXTURES / "bundle_transaction.events.txt")
+
+
+def test_bundle_accounting_and_reasons(tmp_path: Path) -> None:
+    s = run_ingest([BUNDLE], tmp_path / "out")
+    assert (s["read"], s["converted"], s["skipped"], s["rejected"]) == (30, 20, 6, 4)
+    assert s["read"] == s["converted"] + s["skipped"] + s["rejected"]
+    by = s["by_resource_type"]
+    assert by["Observation"] == {"read": 14, "converted": 9, "skipped": 1, "rejected": 4}
+    assert by["Procedure"] == {"read": 2, "converted": 1, "skipped": 1, "rejected": 0}
+    assert by["Claim"]["skipped"] == 1 and by["Medication"]["skipped"] == 1
+    assert s["skipped_reasons"]["duplicate record (same type and id)"] == 1
+    assert s["skipped_reasons"]["Condition verificationStatus entered-in-error"] == 1
+    assert s["skipped_reasons"]["Observation status cancelled"] == 1
+    got = rejects(tmp_path / "out").sort("position")
+    assert got["position"].to_list() == ["entry[19]", "entry[20]", "entry[22]", "entry[24]"]
+    assert got["reason"].to_list() == [
+        "unit 'g/dL' not convertible to mg/dL for LOINC/2093-3",
+        "no subject/patient reference",
+        "implausible value for LOINC/8480-6 (outside 40-300 mm[Hg])",
+        "code has no coding from a supported code system",
+    ]
+    assert set(got["file"].to_list()) == {str(BUNDLE)}
+    assert all('"resourceType"' in r for r in got["record"].to_list())  # the raw record is kept
+
+
+def test_ndjson_matches_golden_and_goes_on_after_bad_lines(tmp_path: Path, bulk: Path) -> None:
+    s = run_ingest([bulk], tmp_path / "out")
+    assert events_as_rows(tmp_path / "out") == read_golden(FIXTURES / "bulk.events.txt")
+    assert (s["read"], s["converted"], s["skipped"], s["rejected"]) == (11, 6, 2, 3)
+    got = rejects(tmp_path / "out")
+    reasons = {(Path(f).name, p): r for f, p, r in got.select("file", "position", "reason").iter_rows()}
+    assert reasons == {
+        ("Observation.ndjson.gz", "line 2"): "invalid JSON (unexpected end of data)",
+        ("Observation.ndjson.gz", "line 5"): "not a FHIR resource (no resourceType)",
+        # deferred to the end of the run (a later file might have held the Medication), then rejected
+        ("MedicationRequest.ndjson", "line 2"): "medication reference to a Medication not (yet) read",
+    }
+
+
+def test_duplicates_are_kept_once(tmp_path: Path, bulk: Path) -> None:
+    s = run_ingest([bulk], tmp_path / "out")
+    events = read_events(tmp_path / "out")
+    assert events.filter(pl.col("code") == "LOINC/8480-6").height == 1
+    assert s["by_resource_type"]["Observation"]["skipped"] == 1
+    assert s["skipped_reasons"]["duplicate record (same type and id)"] == 1
+    # the same bundle given twice: every converted record is a duplicate the second time
+    s2 = run_ingest([BUNDLE, bulk / "Patient.ndjson", BUNDLE], tmp_path / "out2")
+    assert s2["skipped_reasons"]["duplicate record (same type and id)"] == 1 + 21
+    assert s2["converted"] == 20 + 2
+    assert read_events(tmp_path / "out2").height == 27 + 6  # + the two NDJSON patients
+
+
+def test_reingest_gives_identical_table(tmp_path: Path, bulk: Path) -> None:
+    out = tmp_path / "out"
+    run_ingest([BUNDLE, bulk], out)
+    first = read_events(out)
+    files_before = sorted(p.name for p in (out / "events").iterdir())
+    run_ingest([BUNDLE, bulk], out)  # same output folder: same key, same table
+    assert read_events(out).equals(first)
+    assert sorted(p.name for p in (out / "events").iterdir()) == files_before
+
+
+def test_same_key_same_subject_ids_across_outputs(tmp_path: Path, keyed: None) -> None:
+    run_ingest([BUNDLE], tmp_path / "a")
+    run_ingest([BUNDLE], tmp_path / "b", n_shards=3)
+    a = read_events(tmp_path / "a").sort(pl.all())
+    b = read_events(tmp_path / "b").sort(pl.all())
+    assert a.equals(b)
+
+
+def test_output_layout_meds_schema_and_private_files(tmp_path: Path, bulk: Path) -> None:
+    out = tmp_path / "out"
+    run_ingest([BUNDLE, bulk], out, n_shards=2)
+    shards = sorted((out / "events").glob("*.parquet"))
+    assert len(shards) == 2
+    for shard in shards:
+        table = pq.read_table(shard)
+        DataSchema.validate(table)  # raises when the shard violates the MEDS data schema
+        df = pl.from_arrow(table)
+        assert isinstance(df, pl.DataFrame)
+        assert df.select(pl.col("subject_id").is_sorted()).item()
+        # static rows first within a subject, then by time
+        keyed = df.with_columns(pl.col("time").is_not_null().alias("timed"))
+        assert keyed.equals(keyed.sort(["subject_id", "timed", "time"], maintain_order=True))
+    CodeMetadataSchema.validate(pq.read_table(out / "metadata" / "codes.parquet"))
+    codes = pl.read_parquet(out / "metadata" / "codes.parquet")
+    counts = read_events(out).group_by("code").len()
+    joined = codes.join(counts, on="code")
+    assert joined.height == codes.height == counts.height
+    assert (joined["count"] == joined["len"]).all()
+    assert codes.filter(pl.col("code") == "LOINC/2093-3")["description"].item().startswith("Cholesterol")
+    assert (out / "data").resolve() == (out / "events").resolve()
+    id_map = out / "private" / "subject_ids.parquet"
+    assert stat.S_IMODE(id_map.stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "private").stat().st_mode) == 0o700
+    assert sorted(pl.read_parquet(id_map)["source_id"].to_list()) == ["p-1", "p-2", "pat-a", "pat-b"]
+
+
+def test_validate_path_gives_identical_events(tmp_path: Path, bulk: Path, keyed: None) -> None:
+    fast = run_ingest([BUNDLE, bulk], tmp_path / "fast")
+    full = run_ingest([BUNDLE, bulk], tmp_path / "full", validate=True)
+    assert read_events(tmp_path / "fast").equals(read_events(tmp_path / "full"))
+    assert fast == full
+
+
+def test_validate_rejects_invalid_resource_with_validator_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(
+        '{"resourceType":"Observation","id":"x1","status":"final","code":{"coding":[{"system":"http://loinc.org",'
+        '"code":"8480-6"}]},"subject":{"reference":"Patient/p"},"effectiveDateTime":"2020-01-01",'
+        '"valueQuantity":{"value":120,"unit":"mm[Hg]"},"notAField":"secret-value"}\n'
+        '{"resourceType":"Patient","id":"p","gender":"other"}\n'
+    )
+    fast = run_ingest([bad], tmp_path / "fast")
+    assert fast["rejected"] == 0  # the fast path ignores unknown fields
+    full = run_ingest([bad], tmp_path / "full", validate=True)
+    assert full["rejected"] == 1 and full["converted"] == 1
+    (reason,) = rejects(tmp_path / "full")["reason"].to_list()
+    assert reason.startswith("FHIR validation: notAField")
+    assert "secret-value" not in reason
+
+
+def test_unreadable_files_are_named_counted_and_the_rest_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(BUNDLE, folder / "good.json")
+    data = gzip.compress((FIXTURES / "bulk" / "Patient.ndjson").read_bytes() * 50)
+    (folder / "cut.ndjson.gz").write_bytes(data[: len(data) // 2])
+    (folder / "notjson.json").write_text("this is not json {")
+    messages: list[str] = []
+    from ehr_risk.ingest.run import IngestOptions, ingest
+
+    ingest([folder], tmp_path / "out", IngestOptions(), message=messages.append)
+    errors = [m for m in messages if m.startswith("error:")]
+    assert len(errors) == 2
+    assert any("cut.ndjson.gz" in m and "truncated gzip" in m for m in errors)
+    assert any("notjson.json" in m and "not JSON" in m for m in errors)
+    s = __import__("json").loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["files_failed"] == 2 and s["by_resource_type"]["unknown"]["rejected"] == 2
+    assert s["by_resource_type"]["Patient"]["converted"] >= 2  # lines before the cut were kept
+    assert s["read"] == s["converted"] + s["skipped"] + s["rejected"]
+
+
+def test_strict_stops_at_first_reject(tmp_path: Path) -> None:
+    with pytest.raises(RejectLimitError, match=r"entry\[19\]"):
+        run_ingest([BUNDLE], tmp_path / "out", strict=True)
+
+
+def test_max_reject_fraction(tmp_path: Path) -> None:
+    run_ingest([BUNDLE], tmp_path / "ok", max_reject_fraction=0.2)  # 4/30 rejected
+    with pytest.raises(RejectLimitError, match="max-reject-fraction"):
+        run_ingest([BUNDLE], tmp_path / "out", max_reject_fraction=0.1)
+
+
+def test_single_resource_file_and_unknown_type(tmp_path: Path) -> None:
+    res = tmp_path / "obs.json"
+    res.write_text(
+        '{"resourceType":"Observation","id":"s1","status":"final","code":{"coding":[{"system":"http://loinc.org",'
+        '"code":"2085-9"}]},"subject":{"reference":"Patient/z"},"effectiveDateTime":"2021-02-03T04:05:06+01:00",'
+        '"valueQuantity":{"value":1.3,"unit":"mmol/L"}}'
+    )
+    other = tmp_path / "plan.json"
+    other.write_text(
+        '{"resourceType":"CarePlan","id":"c","status":"active","subject":{"reference":"Patient/z"}}'
+    )
+    s = run_ingest([res, other], tmp_path / "out")
+    assert s["by_resource_type"]["CarePlan"]["skipped"] == 1
+    assert s["skipped_reasons"]["resource type not ingested"] == 1
+    (row,) = events_as_rows(tmp_path / "out")
+    assert row[:6] == ("z", "2021-02-03 03:05:06", "LOINC/2085-9", "50.271", "", "mg/dL")

@@ -1,0 +1,174 @@
+"""The synthetic population: plausible distributions, outcome incidence, and a truth that is consistent
+with what happens and reacts to the history-only effects."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ehr_risk.synth import codes as C
+from ehr_risk.synth.generate import Chunk, SynthOptions, simulate_chunk
+from ehr_risk.synth.hazards import Covariates, hazards
+from ehr_risk.synth.params import DEFAULT, OUTCOMES
+from ehr_risk.synth.state import day_of, initial_population
+from ehr_risk.synth.truth import landmark_risk
+
+
+@pytest.fixture(scope="module")
+def chunk() -> Chunk:
+    return simulate_chunk(SynthOptions(patients=1500, seed=11, replicates=4), 0, 1500)
+
+
+def _obs(ch: Chunk, kind: int) -> tuple[np.ndarray, np.ndarray]:
+    """Values of one observation kind and the patient's age at the visit."""
+    obs, enc = ch.tables["obs"], ch.tables["enc"]
+    m = obs["kind"] == kind
+    e = obs["enc"][m]
+    age = (enc["day"][e] - ch.state.birth_day[enc["pat"][e]]) / 365.25
+    return obs["value"][m], age
+
+
+def _truth(ch: Chunk, outcome: str, horizon: int, landmark: int = 2010) -> dict[str, np.ndarray]:
+    t = ch.truth
+    m = (
+        (t["outcome"] == OUTCOMES.index(outcome))
+        & (t["horizon"] == horizon)
+        & (t["landmark"] == day_of(landmark))
+        & ~t["prevalent"]
+    )
+    rows = {k: v[m] for k, v in t.items()}
+    rows["observed"] = rows["event_day"] < rows["landmark"] + round(horizon * 365.25)
+    return rows
+
+
+def test_mean_sbp_by_age_band_is_plausible(chunk: Chunk) -> None:
+    sbp, age = _obs(chunk, C.SBP)
+    means = [sbp[(age >= lo) & (age < hi)].mean() for lo, hi in ((18, 40), (40, 60), (60, 80))]
+    assert 110 < means[0] < 125  # NHANES: ~117 / ~126 / ~134 mm Hg
+    assert 118 < means[1] < 134
+    assert 124 < means[2] < 142
+    assert means[0] < means[1] < means[2]
+
+
+def test_lipids_bmi_and_glycaemia_are_plausible(chunk: Chunk) -> None:
+    tc, age = _obs(chunk, C.TC)
+    mid = (age >= 40) & (age < 65)
+    assert 175 < tc[mid].mean() < 215
+    hdl, age = _obs(chunk, C.HDL)
+    assert 42 < hdl.mean() < 62
+    bmi, age = _obs(chunk, C.BMI)
+    assert 25 < bmi[(age >= 40) & (age < 65)].mean() < 31
+    assert bmi[age < 30].mean() < bmi[(age >= 45) & (age < 65)].mean()
+    egfr, age = _obs(chunk, C.EGFR)
+    assert egfr[age < 40].mean() > egfr[age >= 70].mean() + 20
+
+
+def test_prevalence_at_sixty(chunk: Chunk) -> None:
+    s, d = chunk.state, day_of(2015)
+    age = (d - s.birth_day) / 365.25
+    m = (age >= 57) & (age < 65) & (s.death_day > d) & (s.enroll_day < d)
+    assert m.sum() > 50
+    assert 0.35 < np.mean(s.htn_day[m] < d) < 0.75  # diagnosed hypertension around 60
+    assert 0.05 < np.mean(s.t2d_day[m] < d) < 0.30
+
+
+def test_outcome_incidence_is_in_documented_ranges(chunk: Chunk) -> None:
+    ranges = {"ascvd": (0.04, 0.15), "hf": (0.02, 0.10), "t2d": (0.03, 0.12), "ckd": (0.03, 0.14)}
+    for outcome, (lo, hi) in ranges.items():
+        t = _truth(chunk, outcome, 10)
+        mid = (t["age"] >= 40) & (t["age"] < 80)
+        assert lo < np.nanmean(t["risk"][mid]) < hi, outcome
+
+
+def test_truth_is_consistent(chunk: Chunk) -> None:
+    t = chunk.truth
+    r = t["risk"][~np.isnan(t["risk"])]
+    assert len(r) and r.min() >= 0 and r.max() <= 1
+    for outcome in OUTCOMES:
+        r5, r10 = _truth(chunk, outcome, 5)["risk"], _truth(chunk, outcome, 10)["risk"]
+        assert np.all(r10 >= r5 - 1e-12), outcome
+    prevalent_t2d = (t["outcome"] == OUTCOMES.index("t2d")) & t["prevalent"]
+    assert prevalent_t2d.any() and np.isnan(t["risk"][prevalent_t2d]).all()
+    a = _truth(chunk, "ascvd", 10)
+    assert np.corrcoef(a["age"], a["risk"])[0, 1] > 0.3  # risk rises with age
+    assert a["risk"][a["age"] >= 65].mean() > 2 * a["risk"][a["age"] < 50].mean()
+
+
+def test_truth_agrees_with_realised_outcomes_and_gives_an_oracle_auroc(chunk: Chunk) -> None:
+    for outcome in ("ascvd", "death_other", "t2d"):
+        t = _truth(chunk, outcome, 10)
+        n, p = len(t["risk"]), float(np.nanmean(t["risk"]))
+        se = np.sqrt(p * (1 - p) / n)
+        assert abs(t["observed"].mean() - p) < 4 * se + 0.01, outcome
+    a = _truth(chunk, "ascvd", 10)
+    mid = (a["age"] >= 40) & (a["age"] < 80)
+    auroc = roc_auc_score(a["observed"][mid], a["risk"][mid])
+    assert 0.65 < auroc < 0.95
+
+
+def _covariates(n: int, **overrides: np.ndarray) -> Covariates:
+    f, b = np.full(n, 0.0), np.zeros(n, bool)
+    base = dict(
+        age=f + 55, male=~b, black=b, hispanic=b, tc=f + 200, hdl=f + 50, sbp=f + 120, bmi=f + 28,
+        hba1c_latent=f + 5.6, egfr_latent=f + 75, bp_treated=b, statin=b, smoker=b, former_smoker=b,
+        diabetes=b, ckd=b, hf=b, af=b, prior_ascvd=b, prior_mi=b, hypertension=b, sbp_rise=f, statin_gap=b,
+        unstable=b,
+    )  # fmt: skip
+    base.update(overrides)
+    return Covariates(**base)
+
+
+def test_hazard_model_acts_like_the_published_equations() -> None:
+    p = DEFAULT
+    ref = hazards(_covariates(1), p)["ascvd"][0]
+    assert ref == pytest.approx(p.ascvd.base)
+    one = np.ones(1, bool)
+
+    def hr(**kw: np.ndarray) -> float:
+        return float(hazards(_covariates(1, **kw), p)["ascvd"][0] / ref)
+
+    assert hr(smoker=one) == pytest.approx(np.exp(p.ascvd.smoker))
+    assert hr(diabetes=one) == pytest.approx(np.exp(p.ascvd.diabetes))
+    assert hr(sbp=np.array([160.0])) == pytest.approx((160 / 120) ** p.ascvd.ln_sbp)
+    assert hr(hdl=np.array([35.0])) > 1.2 > 1 > hr(hdl=np.array([70.0]))
+    assert hr(age=np.array([65.0])) > 2.0
+    assert hr(male=~one) < 0.6
+    # the effects only a history shows
+    assert hr(sbp_rise=np.array([4.0])) == pytest.approx(np.exp(4 * p.ascvd.sbp_rise))
+    assert hr(statin_gap=one) == pytest.approx(np.exp(p.ascvd.statin_gap))
+    assert hr(unstable=one) == pytest.approx(np.exp(p.ascvd.unstable))
+
+
+def test_truth_reacts_to_hidden_history() -> None:
+    """The oracle knows the hidden processes; records show them only over time."""
+    p = replace(DEFAULT)
+    rng = np.random.default_rng(3)
+    s = initial_population(400, rng, p)
+    s.birth_day[:] = day_of(1950)
+    s.enroll_day[:] = day_of(2000)
+    s.started[:] = True
+
+    def mean_risk(**fields: np.ndarray) -> float:
+        t = s.copy()
+        for k, v in fields.items():
+            getattr(t, k)[:] = v
+        lr = landmark_risk(t, 2010, (5,), 3, np.random.default_rng(5), p)
+        return float(lr.risk["ascvd"][:, 0].mean())
+
+    base = mean_risk()
+    assert mean_risk(unstable_left=np.int8(2)) > 1.3 * base
+    assert mean_risk(rise_left=np.int16(5), rise_slope=np.float64(5.0)) > 1.2 * base
+
+
+def test_emergency_clusters_in_records_mark_higher_true_risk(chunk: Chunk) -> None:
+    enc = chunk.tables["enc"]
+    ed = (enc["kind"] == C.EMERGENCY) & (enc["day"] >= day_of(2008, 7)) & (enc["day"] < day_of(2010))
+    counts = np.bincount(enc["pat"][ed], minlength=len(chunk.ids))
+    t = _truth(chunk, "ascvd", 5)
+    pat = t["pat"]
+    cluster, none = counts[pat] >= 2, counts[pat] == 0
+    assert cluster.sum() >= 5
+    assert t["risk"][cluster].mean() > 1.5 * t["risk"][none].mean()
