@@ -4,11 +4,11 @@
     python benchmarks/dataset.py --patients 10000 100000 1000000 --threads 2
 
 Prints one JSON object. Each size runs in a fresh subprocess (POLARS_MAX_THREADS = --threads), so the
-peak RSS is that of the dataset build alone. The events come from a vectorised numpy generator below
-(not `ehr-risk synth` + `ehr-risk ingest`, which are far slower to produce 100k+ patients and measure a
-different thing): per patient ~20 years of visits at ~3 a year, each with an encounter, blood pressure,
-often a lipid/glucose/renal lab panel, BMI, smoking status, diagnosis codes and prescriptions, plus
-outcome diagnoses and deaths with a cause — a few hundred events per patient, the shape of real EHR data.
+peak RSS (VmHWM) is that of the dataset build alone. The events come from a vectorised numpy generator
+below: per patient ~20 years of visits at ~3 a year, each with an encounter, blood pressure, often a
+lipid/glucose/renal lab panel, BMI, smoking status, diagnosis codes and prescriptions, plus outcome
+diagnoses and deaths with a cause: ~440 events per patient, the shape of real EHR data. `--source synth`
+runs `ehr-risk synth` + `ehr-risk ingest` instead (the real path, but far slower for 100k+ patients).
 Sizes whose events would not fit the disk budget (--max-events) are reported as skipped.
 """
 
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 TASKS = ["ascvd_10y", "heart_failure_5y", "t2d_5y", "ckd_5y"]
@@ -80,9 +81,9 @@ def synth_chunk(rng: np.random.Generator, first_id: int, n: int) -> pl.DataFrame
 
     def ids(values: np.ndarray) -> np.ndarray:
         """Strings → indices into one string table (-1 = null): polars gathers them at the end, fast."""
-        uniq, inv = np.unique(values.astype(str), return_inverse=True)
-        table = np.array([strings.setdefault(u, len(strings)) for u in uniq], np.int32)
-        return table[inv] if uniq.size else np.zeros(0, np.int32)
+        inv, uniq = pd.factorize(values)  # hashing, not sorting: fast on object arrays
+        table = np.array([strings.setdefault(str(u), len(strings)) for u in uniq], np.int32)
+        return table[inv] if len(uniq) else np.zeros(0, np.int32)
 
     def add(pid: np.ndarray, t: np.ndarray, code: np.ndarray, num=None, text=None, unit=None) -> None:
         m = pid.size
@@ -197,6 +198,25 @@ def synth_events(n: int, folder: Path, seed: int = 0, per_shard: int = 25_000) -
     return total
 
 
+def synth_and_ingest(n: int, folder: Path, seed: int = 0) -> int:
+    """The project's own path: `ehr-risk synth` (FHIR NDJSON) then `ehr-risk ingest` into folder/events."""
+    cli = str(Path(sys.executable).parent / "ehr-risk")
+    raw = folder.with_name(folder.name + "-fhir")
+    subprocess.run([cli, "synth", "-n", str(n), "--seed", str(seed), "--out", str(raw), "-q"], check=True)
+    subprocess.run([cli, "ingest", str(raw / "fhir"), "--out", str(folder), "-q"], check=True)
+    shutil.rmtree(raw, ignore_errors=True)
+    return int(pl.scan_parquet(folder / "events" / "*.parquet").select(pl.len()).collect().item())
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process: VmHWM (per address space, so it restarts at exec, unlike
+    ru_maxrss, which a child inherits from the forking parent)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _run_one(events: Path, out: Path, features: str) -> None:
     """Child process: build the dataset and print its timing JSON (peak RSS is read by the parent)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -214,7 +234,7 @@ def _run_one(events: Path, out: Path, features: str) -> None:
                 "prediction_times": meta["counts"]["prediction_times"],
                 "label_rows": sum(meta["counts"]["labels"].values()),
                 "n_events": meta["events"]["n_events"],
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": _peak_rss_mb(),
             }
         )
     )
@@ -228,6 +248,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-events", type=float, default=150e6, help="skip sizes expected to exceed this")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--source", choices=["numpy", "synth"], default="numpy", help="event generator (synth: slow, small N)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep (and reuse) generated events in --workdir")
     parser.add_argument("--features", default="tabular,sequence,clinical", help="'' = labels and splits only")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -243,7 +267,12 @@ def main() -> None:
             continue
         events = work / f"events-{n}"
         t0 = time.perf_counter()
-        n_events = synth_events(n, events)
+        if args.keep and any((events / "events").glob("*.parquet")):  # reuse events of an earlier --keep run
+            n_events = pl.scan_parquet(events / "events" / "*.parquet").select(pl.len()).collect().item()
+        elif args.source == "synth":
+            n_events = synth_and_ingest(n, events)
+        else:
+            n_events = synth_events(n, events)
         gen_s = time.perf_counter() - t0
         per_patient = n_events / n
         env = {**os.environ, "POLARS_MAX_THREADS": str(args.threads)}
@@ -273,7 +302,8 @@ def main() -> None:
                 "peak_rss_mb": round(child["peak_rss_mb"]),
             }
         )
-        shutil.rmtree(events, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(events, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
     print(
         json.dumps(

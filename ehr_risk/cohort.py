@@ -20,35 +20,61 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ehr_risk.events import visible_expr
-from ehr_risk.labels import DistinctCodes, censor_expr, criterion_times, label_rows
+from ehr_risk.labels import CAUSE_OF_DEATH, DistinctCodes, censor_expr, criterion_times, label_rows
 from ehr_risk.tasks import EncounterTimes, LandmarkTimes, PeriodicTimes, Task
 
-CAUSE_OF_DEATH = "LOINC/69453-9"
 _NOT_RECORDS = ("MEDS_BIRTH",)  # the birth row is not a record of care; it does not open the look-back
 _US_PER_DAY = 86_400 * 1_000_000
 
 
 @dataclass
 class Flow:
-    """Rows and subjects left after each step (a list keeps the order)."""
+    """Rows and subjects left after each step (a list keeps the order), overall and per group.
+
+    `groups` (subject_id, split) breaks every step down by split; subjects are disjoint across shards, so
+    flows of different shards add up.
+    """
 
     steps: list[tuple[str, int, int]] = field(default_factory=list)
+    by_group: list[dict[str, tuple[int, int]]] = field(default_factory=list)
+    groups: pl.DataFrame | None = None
 
     def add(self, step: str, frame: pl.DataFrame) -> None:
         self.steps.append((step, frame.height, frame["subject_id"].n_unique() if frame.height else 0))
+        counts: dict[str, tuple[int, int]] = {}
+        if self.groups is not None and frame.height:
+            per = (
+                frame.select("subject_id")
+                .join(self.groups, on="subject_id", how="inner")
+                .group_by("split")
+                .agg(pl.len().alias("rows"), pl.col("subject_id").n_unique().alias("subjects"))
+            )
+            counts = {g: (int(r), int(n)) for g, r, n in per.iter_rows()}
+        self.by_group.append(counts)
 
     def merge(self, other: Flow) -> Flow:
         if not self.steps:
-            return Flow(list(other.steps))
+            return Flow(list(other.steps), list(other.by_group))
         if [s for s, _, _ in self.steps] != [s for s, _, _ in other.steps]:
             raise ValueError("cohort flows with different steps cannot be merged")
-        return Flow(
-            [(s, r + r2, n + n2) for (s, r, n), (_, r2, n2) in zip(self.steps, other.steps, strict=True)]
-        )
+        steps = [(s, r + r2, n + n2) for (s, r, n), (_, r2, n2) in zip(self.steps, other.steps, strict=True)]
+        by_group: list[dict[str, tuple[int, int]]] = []
+        for mine, theirs in zip(self.by_group, other.by_group, strict=True):
+            merged = dict(mine)
+            for key, (r, n) in theirs.items():
+                r0, n0 = merged.get(key, (0, 0))
+                merged[key] = (r0 + r, n0 + n)
+            by_group.append(merged)
+        return Flow(steps, by_group)
 
 
 def subject_summary(events: pl.DataFrame) -> pl.DataFrame:
     """One row per subject: birth, death, first/last record time, administrative sex (one pass)."""
+    return subject_summary_query(events.lazy()).collect().sort("subject_id")
+
+
+def subject_summary_query(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The subject summary as a lazy aggregation (streamable over a whole shard)."""
     code, time = pl.col("code"), pl.col("time")
     record = time.is_not_null() & ~code.is_in(_NOT_RECORDS)
     out = events.group_by("subject_id").agg(
@@ -93,7 +119,7 @@ def encounter_times(
     match = pl.lit(False)
     if spec.codelists or spec.codes:
         wanted = distinct.matching(codes(spec.codelists, spec.codes, task.codelist_dir))
-        match = match | pl.col("code").is_in(wanted.implode())
+        match = match | pl.col("code").is_in(wanted)
     if spec.resource_types:
         match = match | pl.col("resource_type").is_in(spec.resource_types)
     enc = events.filter(match & pl.col("time").is_not_null()).select(
@@ -148,6 +174,23 @@ def _thin_by_gap(enc: pl.DataFrame, gap_days: int) -> pl.DataFrame:
     return enc.filter(pl.Series(keep))
 
 
+def needed_codes(task: Task, distinct: DistinctCodes) -> tuple[set[str], set[str]]:
+    """(event codes, resource types) that `build_cohort(task)` reads beyond the subject summary."""
+    from ehr_risk.tasks import codes
+
+    wanted: set[str] = set()
+    for crit in [task.outcome, *task.exclusions]:
+        wanted |= set(distinct.matching(task.codes_of(crit)))
+        wanted |= {c for v in crit.values for c in v.codes}
+        if crit.cause_of_death:
+            wanted.add(CAUSE_OF_DEATH)
+    spec = task.prediction_times
+    if isinstance(spec, EncounterTimes):
+        wanted |= set(distinct.matching(codes(spec.codelists, spec.codes, task.codelist_dir)))
+        return wanted, set(spec.resource_types)
+    return wanted, set()
+
+
 def _age_years(t: pl.Expr, birth: pl.Expr) -> pl.Expr:
     return (t - birth).dt.total_days() / 365.25
 
@@ -158,15 +201,17 @@ def build_cohort(
     data_end: dt.datetime | None = None,
     summary: pl.DataFrame | None = None,
     distinct: DistinctCodes | None = None,
+    groups: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, Flow]:
     """Label rows of `task` for the subjects in `events` (whole subjects), and the cohort flow.
 
-    `summary` and `distinct` depend on the events only: pass them when building several tasks."""
+    `summary` and `distinct` depend on the events only: pass them when building several tasks; `groups`
+    (subject_id, split) adds per-split counts to the flow."""
     if summary is None:
         summary = subject_summary(events)
     distinct = distinct or DistinctCodes.of(events)
-    flow = Flow()
-    flow.steps.append(("subjects in data", summary.height, summary.height))
+    flow = Flow(groups=groups)
+    flow.add("subjects in data", summary)
     pop = task.population
     rows = candidate_times(events, summary, task, distinct).join(summary, on="subject_id", how="left")
     t = pl.col("prediction_time")

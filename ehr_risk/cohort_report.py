@@ -62,8 +62,13 @@ def task_report(labels: pl.DataFrame, flow: Flow, splits: pl.DataFrame, task: Ta
     """Flow steps (rows and subjects left after each), then overall and per-split statistics."""
     steps = []
     previous: int | None = None
-    for step, rows, subjects in flow.steps:
+    for i, (step, rows, subjects) in enumerate(flow.steps):
         entry: dict[str, Any] = {"step": step, "rows": rows, "subjects": subjects}
+        if i < len(flow.by_group) and flow.by_group[i]:
+            entry["by_split"] = {
+                s: dict(zip(("rows", "subjects"), flow.by_group[i].get(s, (0, 0)), strict=True))
+                for s in SPLITS
+            }
         if previous is not None and step != "candidate prediction times":
             entry["removed_rows"] = previous - rows
         steps.append(entry)

@@ -1,4 +1,12 @@
-"""Build a dataset folder from the event table and one or more tasks (layout: docs in contracts / README).
+"""Build a dataset folder from the event table and one or more tasks.
+
+    DS/prediction_times.parquet        every (subject, t) of any task          schema prediction_times
+    DS/labels/<task>.parquet           labels with time-to-event columns        schema labels
+    DS/labels/<task>.meds.parquet      MEDS label layout, known labels only     schema labels_meds
+    DS/splits.parquet                  train / tuning / held_out per subject    schema splits
+    DS/features/{tabular,sequence,clinical}.parquet   one row per prediction time
+    DS/featurizers/                    fitted featurizers (pickle) + vocab.json
+    DS/cohort_report.json, DS/dataset.json   flow and rates; configs, data fingerprint, versions, counts
 
 Two passes over the event shards (shards hold whole subjects, so every step is per shard, memory flat):
 
@@ -28,9 +36,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ehr_risk.cohort import Flow, build_cohort, subject_summary
+from ehr_risk.cohort import CAUSE_OF_DEATH, Flow, build_cohort, needed_codes, subject_summary_query
 from ehr_risk.cohort_report import task_report
-from ehr_risk.errors import InputDataError
+from ehr_risk.errors import ConfigError, InputDataError
+from ehr_risk.events import visible_expr
 from ehr_risk.labels import DistinctCodes
 from ehr_risk.splits import SplitConfig, assign_splits, keyed_uniform, split_summary, temporal_holdout
 from ehr_risk.tables import load_schema, write_table
@@ -77,17 +86,46 @@ def event_shards(events: str | Path) -> list[Path]:
     return shards
 
 
-def read_shard(path: Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
-    """One shard with the canonical event columns (missing optional ones as nulls) + resource_type."""
+def scan_shard(path: Path, columns: Sequence[str] | None = None) -> pl.LazyFrame:
+    """One shard, lazily, with the canonical event columns (missing optional ones as nulls)."""
     lf = pl.scan_parquet(path)
     names = lf.collect_schema().names()
     for required in ("subject_id", "time", "code"):
         if required not in names:
             raise InputDataError(f"{path}: event shard lacks column {required!r}")
     wanted = columns if columns is not None else list(_DTYPES)
-    return lf.select(
-        [(pl.col(c) if c in names else pl.lit(None)).cast(_DTYPES[c]).alias(c) for c in wanted]
-    ).collect()
+    return lf.select([(pl.col(c) if c in names else pl.lit(None)).cast(_DTYPES[c]).alias(c) for c in wanted])
+
+
+def cohort_inputs(path: Path, tasks: list[Task]) -> tuple[pl.DataFrame, pl.DataFrame, DistinctCodes, int]:
+    """(events the tasks' criteria can match, subject summary, distinct codes, number of events).
+
+    The summary and the distinct codes come from streaming aggregations over the shard; only the rows
+    whose code some criterion (or encounter definition) matches are materialised — a small share of the
+    shard — so the cohort pass holds little more than its outputs in memory.
+    """
+    lf = scan_shard(path, [*_COHORT_COLUMNS, "resource_type"])
+    code = pl.col("code")
+    summary, codes, answers, count = pl.collect_all(
+        [
+            subject_summary_query(lf),
+            lf.select(code.drop_nulls().unique()),
+            lf.filter(code == CAUSE_OF_DEATH).select(pl.col("text_value").drop_nulls().unique()),
+            lf.select(pl.len()),
+        ],
+        engine="streaming",
+    )
+    distinct = DistinctCodes(codes.to_series(), answers.to_series())
+    wanted: set[str] = set()
+    resource_types: set[str] = set()
+    for task in tasks:
+        task_codes, task_types = needed_codes(task, distinct)
+        wanted |= task_codes
+        resource_types |= task_types
+    match = code.is_in(sorted(wanted)) | pl.col("resource_type").is_in(sorted(resource_types)).fill_null(
+        False
+    )
+    return lf.filter(match).collect(), summary.sort("subject_id"), distinct, int(count.item())
 
 
 def fingerprint(shards: list[Path]) -> str:
@@ -117,9 +155,9 @@ def build_dataset(
     options = options or DatasetOptions()
     unknown = set(options.features) - set(FEATURE_KINDS)
     if unknown:
-        raise InputDataError(f"unknown feature kind(s) {sorted(unknown)}; choose from {list(FEATURE_KINDS)}")
+        raise ConfigError(f"unknown feature kind(s) {sorted(unknown)}; choose from {list(FEATURE_KINDS)}")
     if len({t.name for t in tasks}) != len(tasks) or not tasks:
-        raise InputDataError("give at least one task, each once")
+        raise ConfigError("give at least one task, each once")
     out = Path(out)
     shards = event_shards(events)
     report = progress or (lambda stage, done, total: None)
@@ -136,18 +174,19 @@ def build_dataset(
     shard_times: list[pl.DataFrame] = []
     n_events = 0
     for k, shard in enumerate(shards):
-        df = read_shard(shard, [*_COHORT_COLUMNS, "resource_type"])
-        n_events += df.height
-        summary = subject_summary(df)
-        distinct = DistinctCodes.of(df)
+        df, summary, distinct, count = cohort_inputs(shard, tasks)
+        n_events += count
+        shard_splits = _splits(summary, options.splits)
         union: list[pl.DataFrame] = []
         for task in tasks:
-            rows, flow = build_cohort(df, task, data_end, summary, distinct)
+            rows, flow = build_cohort(
+                df, task, data_end, summary, distinct, shard_splits.select("subject_id", "split")
+            )
             labels[task.name].append(rows)
             flows[task.name] = flows[task.name].merge(flow)
             union.append(rows.select("subject_id", "prediction_time"))
         shard_times.append(pl.concat(union).unique().sort("subject_id", "prediction_time"))
-        split_parts.append(_splits(summary, options.splits))
+        split_parts.append(shard_splits)
         del df
         report("cohort", k + 1, len(shards))
     splits = pl.concat(split_parts).sort("subject_id")
@@ -285,17 +324,19 @@ def _features(
     parts = out / "features" / ".parts"
     shutil.rmtree(parts, ignore_errors=True)
     written: dict[str, list[Path]] = {kind: [] for kind in options.features}
+    kind_seconds = dict.fromkeys(options.features, 0.0)
     done = 0
     for k, (shard, shard_t) in enumerate(zip(shards, shard_times, strict=True)):
         if shard_t.height == 0:
             continue
-        events = read_shard(shard)
+        events = _visible_by_last_time(scan_shard(shard), shard_t)
         subjects = shard_t["subject_id"].unique(maintain_order=True)
         for b, start in enumerate(range(0, subjects.len(), options.batch_subjects)):
             batch_ids = subjects.slice(start, options.batch_subjects)
             batch_t = shard_t.filter(pl.col("subject_id").is_in(batch_ids.implode()))
             batch_ev = events.filter(pl.col("subject_id").is_in(batch_ids.implode()))
             for kind in options.features:
+                tick = time.monotonic()
                 if kind == "clinical":
                     table = clinical_variables(batch_ev, batch_t)
                 else:
@@ -303,6 +344,7 @@ def _features(
                 path = parts / f"{kind}-{k:04d}-{b:04d}.parquet"
                 write_table(table.to_arrow(), path, f"features_{kind}")
                 written[kind].append(path)
+                kind_seconds[kind] += time.monotonic() - tick
             done += batch_t.height
             report("features", done, times.height)
         del events
@@ -315,6 +357,7 @@ def _features(
         "seconds": {
             "fit": round(fit_seconds, 2),
             "transform": round(time.monotonic() - started - fit_seconds, 2),
+            **{f"transform_{kind}": round(sec, 2) for kind, sec in kind_seconds.items()},
         },
     }
     if "tabular" in fitted:
@@ -322,6 +365,18 @@ def _features(
     if "sequence" in fitted:
         info["vocab_size"] = fitted["sequence"].n_tokens_
     return info
+
+
+def _visible_by_last_time(events: pl.LazyFrame, times: pl.DataFrame) -> pl.DataFrame:
+    """The events of `times`' subjects visible at the subject's latest prediction time.
+
+    Visibility is monotone in t, so nothing dropped here is visible at any of the subject's prediction
+    times: the featurizers see exactly the same inputs, minus the (often large) future part of the record,
+    which is never materialised.
+    """
+    last = times.group_by("subject_id").agg(pl.col("prediction_time").max().alias("_last"))
+    kept = events.join(last.lazy(), on="subject_id", how="inner", maintain_order="left")
+    return kept.filter(visible_expr("_last")).drop("_last").collect()
 
 
 def _merge_parts(paths: list[Path], target: Path) -> None:

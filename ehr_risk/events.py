@@ -143,7 +143,19 @@ def first_available_time(events: EventsLike, codes: pl.Expr | None = None) -> pl
 
 
 def visible(events: EventsLike, t: object) -> pl.LazyFrame:
-    """The events visible at one fixed time t (a datetime): e.g. "the record as of 2020-01-01"."""
+    """The events visible at `t`.
+
+    `t` a datetime: the record as of that moment (e.g. batch scoring "as of 2020-01-01").
+    `t` a frame of prediction times (subject_id, prediction_time): one row per (prediction time, visible
+    event of that subject), with the prediction_time column added — what cohort and feature code joins on.
+    """
+    if isinstance(t, pl.DataFrame):
+        keys = check_times(t).unique()
+        return (
+            ensure_event_columns(events)
+            .join(keys.lazy(), on="subject_id", how="inner")
+            .filter(visible_expr())
+        )
     return ensure_event_columns(events).filter(visible_expr(pl.lit(t, dtype=pl.Datetime("us"))))
 
 

@@ -79,15 +79,11 @@ class DistinctCodes:
         answers = events.filter(pl.col("code") == CAUSE_OF_DEATH).get_column("text_value")
         return cls(events.get_column("code").drop_nulls().unique(), answers.drop_nulls().unique())
 
-    @staticmethod
-    def _match(values: pl.Series, codes: CodeList) -> pl.Series:
-        return pl.DataFrame({"v": values}).filter(codes.expr("v")).get_column("v")
+    def matching(self, codes: CodeList) -> list[str]:
+        return codes.among(self.codes)
 
-    def matching(self, codes: CodeList) -> pl.Series:
-        return self._match(self.codes, codes)
-
-    def matching_answers(self, codes: CodeList) -> pl.Series:
-        return self._match(self.answers, codes)
+    def matching_answers(self, codes: CodeList) -> list[str]:
+        return codes.among(self.answers)
 
 
 def criterion_times(
@@ -103,10 +99,10 @@ def criterion_times(
     parts: list[pl.DataFrame] = []
     timed = pl.col("time").is_not_null()
     if len(codes):
-        hit = events.filter(pl.col("code").is_in(distinct.matching(codes).implode()) & timed)
+        hit = events.filter(pl.col("code").is_in(distinct.matching(codes)) & timed)
         parts.append(hit.select(_OCC_SCHEMA.keys()))
     if crit.cause_of_death and len(death_codes):
-        answers = distinct.matching_answers(death_codes).implode()
+        answers = distinct.matching_answers(death_codes)
         cod = events.filter((pl.col("code") == CAUSE_OF_DEATH) & pl.col("text_value").is_in(answers) & timed)
         cod = (
             cod.select("subject_id", "time", "recorded_time")

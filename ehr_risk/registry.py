@@ -150,7 +150,17 @@ def log_dict(run_id: str, data: Any, artifact_file: str, uri: str | None = None)
 def log_artifact(
     run_id: str, path: str | Path, artifact_path: str | None = None, uri: str | None = None
 ) -> None:
-    _client(uri).log_artifact(run_id, str(path), artifact_path)
+    """A file, or a folder's content, under `artifact_path` of the run."""
+    if Path(path).is_dir():
+        log_artifacts(run_id, path, artifact_path, uri)
+    else:
+        _client(uri).log_artifact(run_id, str(path), artifact_path)
+
+
+def log_artifacts(
+    run_id: str, folder: str | Path, artifact_path: str | None = None, uri: str | None = None
+) -> None:
+    _client(uri).log_artifacts(run_id, str(folder), artifact_path)
 
 
 def git_commit(path: str | Path = ".") -> str | None:
@@ -244,11 +254,12 @@ def _signature(predictor: Any) -> Any:
     from mlflow.types.schema import ColSpec, Schema
 
     required = {"subject_id", "prediction_time"}
-    inputs = Schema([ColSpec(_MLFLOW_TYPES[t], c, required=c in required) for c, t in _EVENT_INPUT.items()])  # type: ignore[arg-type]
-    outputs = Schema(
-        [ColSpec("long", "subject_id"), ColSpec("datetime", "prediction_time")]
-        + [ColSpec("double", c) for c in predictor.output_columns]
-    )
+    in_cols: list[Any] = [
+        ColSpec(_MLFLOW_TYPES[t], c, required=c in required) for c, t in _EVENT_INPUT.items()
+    ]
+    out_cols: list[Any] = [ColSpec("long", "subject_id"), ColSpec("datetime", "prediction_time")]
+    out_cols += [ColSpec("double", c) for c in predictor.output_columns]
+    inputs, outputs = Schema(in_cols), Schema(out_cols)
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -328,6 +339,49 @@ def log_predictor(
             client.set_registered_model_alias(name, alias, mv.version)
             versions.append(RegisteredVersion(name, str(mv.version), alias, f"models:/{name}@{alias}"))
     return str(info.model_uri), versions
+
+
+def set_alias(name: str, alias: str, version: str | int, uri: str | None = None) -> None:
+    """Point `alias` (champion, challenger) of registered model `name` at `version`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client(uri).set_registered_model_alias(name, alias, str(version))
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"models:/{name}/{version}: no such model version") from exc
+
+
+def alias_version(name: str, alias: str, uri: str | None = None) -> str | None:
+    """The version `alias` points at, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(_client(uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def describe_model(model_uri: str, uri: str | None = None) -> tuple[str, str, str]:
+    """(registered name, version, run id) of `models:/NAME@ALIAS` or `models:/NAME/VERSION`; for other URIs
+    (runs:/, paths) the name and version are empty strings and the run id is taken from a runs:/ URI."""
+    from mlflow.exceptions import MlflowException
+
+    if model_uri.startswith("runs:/"):
+        return "", "", model_uri.removeprefix("runs:/").split("/", 1)[0]
+    if not model_uri.startswith("models:/"):
+        return "", "", ""
+    ref = model_uri.removeprefix("models:/").rstrip("/")
+    client = _client(uri)
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = ref.partition("/")
+            mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise ModelNotFoundError(f"{model_uri}: model not found") from exc
+    return str(mv.name), str(mv.version), str(mv.run_id or "")
 
 
 def load_predictor(model_uri: str, uri: str | None = None) -> Any:

@@ -97,20 +97,24 @@ def fit_classical(
             else:
                 weight = lab.known[h].astype(np.float64)
 
-            def target(split: str, h: float = h, weight: np.ndarray = weight) -> BinaryTarget:
+            def target(split: str, h: float = h, weight: np.ndarray = weight, lab: Any = lab) -> BinaryTarget:
                 rows = data.rows(split)
                 rows = rows[lab.in_task[rows] & lab.known[h][rows] & (weight[rows] > 0)]
                 return BinaryTarget(rows, lab.labels[h][rows], weight[rows])
 
             train, tune = target("train"), target("tuning")
-            message(
-                f"train: {config.model} {task} {h:g}y on {len(train.rows):,} rows ({int(train.y.sum()):,} events)"
-            )
+            n_events = int(train.y.sum())
+            message(f"train: {config.model} {task} {h:g}y on {len(train.rows):,} rows ({n_events:,} events)")
             if len(np.unique(train.y)) < 2:
                 raise InputDataError(f"task {task}, {h:g}y: the training rows hold a single class")
             model, info = fit_binary(settings, X, train, X, tune)
             predictor.classifiers.add(risk_column(task, h), model, info)
     return predictor, {"model_selection": predictor.classifiers.selection_}
+
+
+def _list_max(table: pl.DataFrame, column: str) -> int:
+    value: Any = table.get_column(column).explode().max()
+    return int(value) if value is not None else 0
 
 
 def fit_sequence(
@@ -144,13 +148,13 @@ def fit_sequence(
     mask = np.zeros((n, K), bool)
     for k, task in enumerate(config.tasks):
         lab = data.tasks[task]
-        cols = [lab.frame.get_column(c).to_numpy() for c in lab.frame.columns]
-        interval[:, k], event[:, k] = hazard_targets(*cols, n_intervals=net.n_intervals)
+        t0, ev, comp, cens = (lab.frame.get_column(c).to_numpy() for c in lab.frame.columns)
+        interval[:, k], event[:, k] = hazard_targets(t0, ev, comp, cens, n_intervals=net.n_intervals)
         mask[:, k] = lab.in_task
     n_tokens = int(getattr(seq_feat, "n_tokens_", 0) or len(getattr(seq_feat, "vocab_", {})))
     n_bins = int(getattr(seq_feat, "n_value_bins_", 0))
-    n_tokens = max(n_tokens, int(data.sequence.get_column("tokens").list.max().max() or 0) + 1, 2)
-    n_bins = max(n_bins, int(data.sequence.get_column("value_bin").list.max().max() or 0))
+    n_tokens = max(n_tokens, _list_max(data.sequence, "tokens") + 1, 2)
+    n_bins = max(n_bins, _list_max(data.sequence, "value_bin"))
     network_config = NetworkConfig(
         kind=config.model,  # type: ignore[arg-type]
         n_tokens=n_tokens,
@@ -182,6 +186,7 @@ def fit_sequence(
         max_len=net.max_len,
         seed=config.seed,
         accelerator=net.accelerator,
+        threads=net.threads,
     )
     primary = [min(int(np.ceil(data.tasks[t].primary_horizon)), net.n_intervals) for t in config.tasks]
     message(f"train: {config.model} on {len(train):,} sequences, tuning on {len(tune):,}")
@@ -234,7 +239,9 @@ def split_metrics(predictor: Predictor, data: TrainingData) -> tuple[dict[str, f
                 continue
             col = risk_column(task, h)
             scores = scores.with_columns(
-                pl.Series(f"label_{task}_{h:g}y", np.where(lab.known[h][rows], lab.labels[h][rows], None))
+                pl.when(pl.Series(lab.known[h][rows] & lab.in_task[rows]))
+                .then(pl.Series(lab.labels[h][rows]))
+                .alias(f"label_{task}_{h:g}y")
             )
             for split in ("tuning", "held_out"):
                 sel = (data.split[rows] == split) & lab.in_task[rows] & lab.known[h][rows]

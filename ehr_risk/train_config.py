@@ -23,34 +23,39 @@ class LRParams(_Frozen):
     )
     class_weight: Literal["balanced"] | None = None
     censoring: Literal["ipcw", "drop"] = "ipcw"
-    max_iter: int = Field(2000, ge=10)
+    max_iter: int = Field(default=2000, ge=10)
 
 
 class GBMParams(_Frozen):
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    max_iter: int = Field(500, ge=1, description="upper bound; early stopping on the tuning split")
-    max_leaf_nodes: int = Field(31, ge=2)
-    min_samples_leaf: int = Field(50, ge=1)
-    l2_regularization: float = Field(1.0, ge=0)
-    n_iter_no_change: int = Field(20, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
+    max_iter: int = Field(default=500, ge=1, description="upper bound; early stopping on the tuning split")
+    max_leaf_nodes: int = Field(default=31, ge=2)
+    min_samples_leaf: int = Field(default=50, ge=1)
+    l2_regularization: float = Field(default=1.0, ge=0)
+    n_iter_no_change: int = Field(default=20, ge=1)
     class_weight: Literal["balanced"] | None = None
     censoring: Literal["ipcw", "drop"] = "ipcw"
 
 
 class NetworkParams(_Frozen):
-    d_model: int = Field(64, ge=4)
-    n_layers: int = Field(1, ge=1)
-    n_heads: int = Field(4, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    n_intervals: int = Field(10, ge=1, le=50, description="yearly hazard intervals")
-    max_len: int = Field(256, ge=1, description="most recent events used per prediction time")
-    use_static: bool = Field(True, description="join the tabular features")
-    batch_size: int = Field(256, ge=1)
-    max_epochs: int = Field(10, ge=1)
-    patience: int = Field(2, ge=0)
-    learning_rate: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
+    d_model: int = Field(default=64, ge=4)
+    n_layers: int = Field(default=1, ge=1)
+    n_heads: int = Field(default=4, ge=1)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    n_intervals: int = Field(default=10, ge=1, le=50, description="yearly hazard intervals")
+    max_len: int = Field(default=256, ge=1, description="most recent events used per prediction time")
+    use_static: bool = Field(default=True, description="join the tabular features")
+    batch_size: int = Field(default=256, ge=1)
+    max_epochs: int = Field(default=10, ge=1)
+    patience: int = Field(default=2, ge=0)
+    learning_rate: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
     accelerator: str = "auto"
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="CPU threads for torch (default: torch's); 1 on an oversubscribed host",
+    )
 
 
 class TrainConfig(_Frozen):
@@ -72,9 +77,9 @@ class TrainConfig(_Frozen):
         default=None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns"
     )
     output_dir: Path | None = Field(default=None, description="where tuning/held-out predictions are written")
-    lr: LRParams = LRParams()
-    gbm: GBMParams = GBMParams()
-    network: NetworkParams = NetworkParams()
+    lr: LRParams = Field(default_factory=LRParams)
+    gbm: GBMParams = Field(default_factory=GBMParams)
+    network: NetworkParams = Field(default_factory=NetworkParams)
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

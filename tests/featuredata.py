@@ -46,10 +46,16 @@ CODES = [
 SMOKING = ["SNOMED/449868002", "SNOMED/8517006", "SNOMED/266919005"]
 
 CODELISTS = {
-    "bp_medications": [("314076", "RxNorm", "lisinopril 10 MG Oral Tablet"), ("197361", "RxNorm", "amlodipine 5 MG")],
+    "bp_medications": [
+        ("314076", "RxNorm", "lisinopril 10 MG Oral Tablet"),
+        ("197361", "RxNorm", "amlodipine 5 MG"),
+    ],
     "statins": [("617312", "RxNorm", "atorvastatin 10 MG Oral Tablet")],
     "diabetes_medications": [("860975", "RxNorm", "metformin 500 MG 24HR")],
-    "diabetes": [("44054006", "SNOMED", "Diabetes mellitus type 2"), ("E11", "ICD10CM", "Type 2 diabetes mellitus")],
+    "diabetes": [
+        ("44054006", "SNOMED", "Diabetes mellitus type 2"),
+        ("E11", "ICD10CM", "Type 2 diabetes mellitus"),
+    ],
 }
 
 
@@ -112,12 +118,15 @@ def random_events(
             "recorded_time": pl.Series(recorded, dtype=pl.Int64).cast(pl.Datetime("us")),
         }
     ).with_columns(
-        pl.when(pl.col("recorded_time").dt.year() < 1971).then(None).otherwise(pl.col("recorded_time")).alias(
-            "recorded_time"
-        )
+        pl.when(pl.col("recorded_time").dt.year() < 1971)
+        .then(None)
+        .otherwise(pl.col("recorded_time"))
+        .alias("recorded_time")
     )
     sex = np.where(rng.random(n_subjects) < 0.5, "GENDER/female", "GENDER/male")
-    race = np.array(["RACE/2106-3", "RACE/2054-5", "RACE/2028-9"], dtype=object)[rng.integers(0, 3, n_subjects)]
+    race = np.array(["RACE/2106-3", "RACE/2054-5", "RACE/2028-9"], dtype=object)[
+        rng.integers(0, 3, n_subjects)
+    ]
     static = pl.DataFrame(
         {
             "subject_id": np.concatenate([subjects, subjects, subjects]),
@@ -125,9 +134,9 @@ def random_events(
                 np.concatenate([np.full(2 * n_subjects, None, dtype=object), birth.astype(object)]).tolist(),
                 dtype=pl.Int64,
             ).cast(pl.Datetime("us")),
-            "code": np.concatenate([sex.astype(object), race, np.full(n_subjects, "MEDS_BIRTH", dtype=object)]).astype(
-                str
-            ),
+            "code": np.concatenate(
+                [sex.astype(object), race, np.full(n_subjects, "MEDS_BIRTH", dtype=object)]
+            ).astype(str),
         }
     )
     events = pl.concat([static, timed], how="diagonal_relaxed")

@@ -44,8 +44,14 @@ def make_cohort(n: int = 600, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame
         # events after the prediction time (must never matter)
         rows.append((s, T0 + timedelta(days=30), RISKY, None))
     events = pl.DataFrame(
-        rows, schema={"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String,
-                      "numeric_value": pl.Float32}, orient="row",
+        rows,
+        schema={
+            "subject_id": pl.Int64,
+            "time": pl.Datetime("us"),
+            "code": pl.String,
+            "numeric_value": pl.Float32,
+        },
+        orient="row",
     ).sort("subject_id", "time", nulls_last=False)
     lin = -4.2 + 0.06 * (age - 57) + 0.012 * (lab - 200) + 1.3 * recent
     rate = np.exp(lin)  # per year
@@ -64,15 +70,22 @@ def make_cohort(n: int = 600, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame
             "competing_time": [d if c else None for d, c in zip(years(t_death), comp, strict=True)],
             "censor_time": years(np.minimum(t_cens, np.where(comp, t_death, np.inf))),
         },
-        schema_overrides={"prediction_time": pl.Datetime("us"), "event_time": pl.Datetime("us"),
-                          "competing_time": pl.Datetime("us"), "censor_time": pl.Datetime("us")},
+        schema_overrides={
+            "prediction_time": pl.Datetime("us"),
+            "event_time": pl.Datetime("us"),
+            "competing_time": pl.Datetime("us"),
+            "censor_time": pl.Datetime("us"),
+        },
     )
     for h in HORIZONS:
         known = (first >= h) | ev | comp
         value = ev & (t_event < h)
         labels = labels.with_columns(
-            pl.Series(f"label_{h}y", [bool(v) if k else None for v, k in zip(value, known, strict=True)],
-                      dtype=pl.Boolean)
+            pl.Series(
+                f"label_{h}y",
+                [bool(v) if k else None for v, k in zip(value, known, strict=True)],
+                dtype=pl.Boolean,
+            )
         )
     labels = labels.with_columns(pl.col("label_10y").alias("boolean_value"))
     split = np.where(np.arange(n) % 10 < 7, "train", np.where(np.arange(n) % 10 < 9, "tuning", "held_out"))
@@ -102,10 +115,21 @@ class ToyTabularFeaturizer:
         counts = vis.group_by("_row").agg(
             [(pl.col("code") == c).sum().cast(pl.Float32).alias(f"n_{c}") for c in self.codes_]
             + [
-                ((pl.col("prediction_time").first() - pl.col("time").filter(pl.col("code") == "MEDS_BIRTH").first())
-                 .dt.total_days() / 365.25).cast(pl.Float32).alias("age"),
-                pl.col("numeric_value").filter(pl.col("code") == LAB).sort_by(
-                    pl.col("time").filter(pl.col("code") == LAB)).last().cast(pl.Float32).alias("last_lab"),
+                (
+                    (
+                        pl.col("prediction_time").first()
+                        - pl.col("time").filter(pl.col("code") == "MEDS_BIRTH").first()
+                    ).dt.total_days()
+                    / 365.25
+                )
+                .cast(pl.Float32)
+                .alias("age"),
+                pl.col("numeric_value")
+                .filter(pl.col("code") == LAB)
+                .sort_by(pl.col("time").filter(pl.col("code") == LAB))
+                .last()
+                .cast(pl.Float32)
+                .alias("last_lab"),
             ]
         )
         out = keys.join(counts, on="_row", how="left").sort("_row")
@@ -131,30 +155,48 @@ class ToySequenceFeaturizer:
     def transform(self, events: pl.DataFrame | pl.LazyFrame, times: pl.DataFrame) -> pl.DataFrame:
         vis = _visible(events, times).filter(pl.col("code").is_not_null())
         birth = vis.filter(pl.col("code") == "MEDS_BIRTH").select("_row", pl.col("time").alias("_birth"))
-        vocab = pl.DataFrame({"code": list(self.vocab_), "token": list(self.vocab_.values())},
-                             schema={"code": pl.String, "token": pl.Int32})
+        vocab = pl.DataFrame(
+            {"code": list(self.vocab_), "token": list(self.vocab_.values())},
+            schema={"code": pl.String, "token": pl.Int32},
+        )
         t = pl.coalesce("time", "_birth")
         seq = (
-            vis.join(birth, on="_row", how="left").join(vocab, on="code", how="left")
+            vis.join(birth, on="_row", how="left")
+            .join(vocab, on="code", how="left")
             .with_columns(t.alias("_t"))
             .sort("_row", "_t", "code")
             .group_by("_row", maintain_order=True)
             .agg(
                 pl.col("token").fill_null(1).tail(self.max_len).alias("tokens"),
-                ((pl.col("prediction_time") - pl.col("_t")).dt.total_hours() / 24.0).cast(pl.Float32)
-                .tail(self.max_len).alias("delta_days"),
-                ((pl.col("_t") - pl.col("_birth")).dt.total_days() / 365.25).cast(pl.Float32)
-                .tail(self.max_len).alias("age_years"),
-                pl.when(pl.col("numeric_value").is_null()).then(0)
-                .otherwise(1 + (pl.col("numeric_value") >= self.edges_[0]).cast(pl.Int8)
-                           + (pl.col("numeric_value") >= self.edges_[1]).cast(pl.Int8))
-                .cast(pl.Int8).tail(self.max_len).alias("value_bin"),
+                ((pl.col("prediction_time") - pl.col("_t")).dt.total_hours() / 24.0)
+                .cast(pl.Float32)
+                .tail(self.max_len)
+                .alias("delta_days"),
+                ((pl.col("_t") - pl.col("_birth")).dt.total_days() / 365.25)
+                .cast(pl.Float32)
+                .tail(self.max_len)
+                .alias("age_years"),
+                pl.when(pl.col("numeric_value").is_null())
+                .then(0)
+                .otherwise(
+                    1
+                    + (pl.col("numeric_value") >= self.edges_[0]).cast(pl.Int8)
+                    + (pl.col("numeric_value") >= self.edges_[1]).cast(pl.Int8)
+                )
+                .cast(pl.Int8)
+                .tail(self.max_len)
+                .alias("value_bin"),
             )
         )
         keys = times.select("subject_id", "prediction_time").with_row_index("_row")
         out = keys.join(seq, on="_row", how="left").sort("_row")
         return out.select(
-            "subject_id", "prediction_time", "tokens", "delta_days", "age_years", "value_bin",
+            "subject_id",
+            "prediction_time",
+            "tokens",
+            "delta_days",
+            "age_years",
+            "value_bin",
             pl.col("tokens").list.len().cast(pl.Int32).fill_null(0).alias("length"),
         )
 
@@ -181,6 +223,8 @@ def write_dataset(root: Path, n: int = 600, seed: int = 0, task: str = "toy_10y"
         with open(ds / "featurizers" / f"{name}.pkl", "wb") as f:
             pickle.dump(obj, f)
     (ds / "featurizers" / "vocab.json").write_text(__import__("json").dumps(seqf.vocab_))
-    (ds / "dataset.json").write_text(__import__("json").dumps({"tasks": {task: {"horizons": list(HORIZONS)}}}))
+    (ds / "dataset.json").write_text(
+        __import__("json").dumps({"tasks": {task: {"horizons": list(HORIZONS)}}})
+    )
     events.write_parquet(root / "events.parquet")
     return ds

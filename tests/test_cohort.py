@@ -15,16 +15,18 @@ from ehr_risk.tasks import Task
 
 D = dt.datetime
 T0 = D(2010, 1, 1)
-SCHEMA = {
-    "subject_id": pl.Int64,
-    "time": pl.Datetime("us"),
-    "code": pl.String,
-    "numeric_value": pl.Float32,
-    "text_value": pl.String,
-    "unit": pl.String,
-    "recorded_time": pl.Datetime("us"),
-    "resource_type": pl.String,
-}
+SCHEMA = pl.Schema(
+    {
+        "subject_id": pl.Int64(),
+        "time": pl.Datetime("us"),
+        "code": pl.String(),
+        "numeric_value": pl.Float32(),
+        "text_value": pl.String(),
+        "unit": pl.String(),
+        "recorded_time": pl.Datetime("us"),
+        "resource_type": pl.String(),
+    }
+)
 
 
 def events(*rows: tuple[Any, ...]) -> pl.DataFrame:

@@ -70,7 +70,14 @@ def test_layout_and_schemas(built: tuple[Path, dict], chunks: list[pl.DataFrame]
     assert splits.num_rows == 240 and meta["counts"]["subjects"] == 240
     assert meta["events"]["n_events"] == sum(c.height for c in chunks)
     assert set(meta["schemas"]) >= {"labels", "splits", "prediction_times", "features_tabular"}
-    assert set(meta["codelists"]) >= {"ascvd", "coronary_death", "ascvd_history", "heart_failure", "t2d", "ckd"}
+    assert set(meta["codelists"]) >= {
+        "ascvd",
+        "coronary_death",
+        "ascvd_history",
+        "heart_failure",
+        "t2d",
+        "ckd",
+    }
     assert set(meta["seconds"]) >= {"cohort", "fit", "transform", "total"}
 
 
@@ -110,6 +117,10 @@ def test_cohort_report(built: tuple[Path, dict]) -> None:
         r = report[task]
         rows = [s["rows"] for s in r["flow"][1:]]
         assert rows == sorted(rows, reverse=True)
+        for step in r["flow"]:
+            by_split = step["by_split"]
+            assert sum(v["rows"] for v in by_split.values()) == step["rows"]
+            assert sum(v["subjects"] for v in by_split.values()) == step["subjects"]
         labels = pl.read_parquet(out / "labels" / f"{task}.parquet")
         assert r["flow"][-1]["rows"] == labels.height == r["overall"]["rows"]
         assert sum(r["splits"][s]["rows"] for s in ("train", "tuning", "held_out")) == labels.height
@@ -181,3 +192,40 @@ def test_cli_errors_exit_2(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "unknown task 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_shard_pass_matches_cohort_on_all_events(
+    built: tuple[Path, dict], chunks: list[pl.DataFrame], task: str
+) -> None:
+    """The dataset reads only the events criteria can match; labels must equal a build on every event."""
+    from ehr_risk.cohort import build_cohort
+
+    out, _ = built
+    full = pl.concat([build_cohort(c, load_task(task))[0] for c in chunks]).sort(
+        "subject_id", "prediction_time"
+    )
+    assert pl.read_parquet(out / "labels" / f"{task}.parquet").equals(full)
+
+
+def test_features_equal_direct_featurizer_calls(built: tuple[Path, dict], chunks: list[pl.DataFrame]) -> None:
+    """The builder trims each subject's future events and batches subjects; outputs must not change."""
+    import pickle
+
+    from ehr_risk.features import clinical_variables
+
+    out, _ = built
+    events = chunks[1]
+    times = pl.read_parquet(out / "prediction_times.parquet").join(
+        events.select("subject_id").unique(), on="subject_id", how="semi", maintain_order="left"
+    )
+    for kind in ("tabular", "sequence", "clinical"):
+        stored = pl.read_parquet(out / "features" / f"{kind}.parquet").join(
+            times, on=["subject_id", "prediction_time"], how="semi", maintain_order="left"
+        )
+        if kind == "clinical":
+            direct = clinical_variables(events, times)
+        else:
+            with (out / "featurizers" / f"{kind}.pkl").open("rb") as fh:
+                direct = pickle.load(fh).transform(events, times)
+        assert stored.equals(direct.select(stored.columns).cast(stored.schema)), kind

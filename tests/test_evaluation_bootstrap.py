@@ -72,7 +72,7 @@ def test_paired_difference_is_tighter_than_either_interval() -> None:
     y = (rng.random(n) < 1 / (1 + np.exp(-lp))).astype(float)
     p1 = 1 / (1 + np.exp(-(lp + rng.normal(0, 0.3, n))))
     p2 = 1 / (1 + np.exp(-(lp + rng.normal(0, 0.35, n))))
-    task = paired_task(BinaryPlan.build(y, p1), BinaryPlan.build(y, p2))
+    task = paired_task(BinaryPlan.build(y, p1).compute, BinaryPlan.build(y, p2).compute)
     points, samples = run_bootstrap({"pair": task}, n, n_boot=200, seed=1)
     pt, s = points["pair"], samples["pair"]
     assert pt["delta_auroc"] == pytest.approx(pt["model_auroc"] - pt["score_auroc"])

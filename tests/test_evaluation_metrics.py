@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from ehr_risk.evaluation.metrics import BinaryPlan, point_metrics
@@ -144,3 +146,18 @@ def test_plot_curves_match_sklearn() -> None:
     ref_p, ref_r, _ = precision_recall_curve(y, p)
     np.testing.assert_allclose(recall, ref_r[::-1])
     np.testing.assert_allclose(precision, ref_p[::-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 12)), min_size=2, max_size=60).filter(
+        lambda rows: 0 < sum(y for y, _ in rows) < len(rows)
+    )
+)
+def test_property_agrees_with_sklearn_under_heavy_ties(rows: list[tuple[bool, int]]) -> None:
+    y = np.array([float(a) for a, _ in rows])
+    p = np.array([b / 12 for _, b in rows])
+    m = point_metrics(y, p)
+    assert m["auroc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert m["auprc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)

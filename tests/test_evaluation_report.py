@@ -133,6 +133,8 @@ def test_time_to_event_metrics(result: EvaluationResult) -> None:
     for key in ("harrell_c", "uno_c", "td_auc@5y", "td_auc@10y"):
         assert 0.55 < model[key]["estimate"] < 0.95, key
     assert tte["horizon_counts"]["10y"]["censored_before"] > 0
+    # rows whose binary label is null (censored before the horizon) still count here, through IPCW
+    assert tte["rows"] > result.metrics["counts"]["rows_evaluated"]
 
 
 def test_outputs_written_and_valid(result: EvaluationResult) -> None:
@@ -235,6 +237,8 @@ def test_user_errors_are_input_data_errors() -> None:
         evaluate(df.with_columns(model_risk=pl.col("model_risk") * 10), n_boot=0)
     with pytest.raises(InputDataError, match="other than"):
         evaluate(df.with_columns(label=pl.lit(2)), n_boot=0)
+    with pytest.raises(InputDataError, match="levels"):
+        evaluate(df, n_boot=0, subgroups=("subject_id",))
     with pytest.raises(InputDataError, match="no row"):
         evaluate(df.with_columns(model_risk=pl.lit(None, dtype=pl.Float64)), n_boot=0)
 
@@ -246,3 +250,33 @@ def test_rows_without_model_risk_are_counted(tmp_path: Path) -> None:
     res = evaluate(df, n_boot=0)
     assert res.metrics["counts"]["rows_without_model_risk"] == 25
     assert res.metrics["counts"]["model_missing_reasons"] == {"not given": 25}
+
+
+def test_scores_by_short_name_from_risk_score_columns() -> None:
+    """`ehr-risk risk-score` writes pce_risk and pce_reason ('' when computed); --compare pce finds them."""
+    df = predictions(900, 7)
+    df = df.rename({"pce": "pce_risk"}).with_columns(
+        pce_reason=pl.when(pl.col("pce_risk").is_nan())
+        .then(pl.lit("age outside 40-79"))
+        .otherwise(pl.lit(""))
+    )
+    res = evaluate(df, compare=["pce"], n_boot=0)
+    pce = res.metrics["scores"]["pce"]
+    assert pce["n_missing"] > 0 and pce["missing_reasons"] == {"age outside 40-79": pce["n_missing"]}
+
+
+def test_time_to_event_auto_and_plain_context(tmp_path: Path) -> None:
+    df = predictions(700, 8)
+    on = evaluate(
+        df, n_boot=0, horizon_years=10, out_dir=tmp_path, context={"task": "ascvd_10y", "run_id": "abc"}
+    )
+    assert on.metrics["time_to_event"]["scores"]["model_risk"]["td_auc@10y"]["estimate"] is not None
+    card = (tmp_path / "model_card.md").read_text()
+    assert "ascvd_10y" in (tmp_path / "report.html").read_text() and "| run_id | abc |" in card
+    off = evaluate(df, n_boot=0, time_to_event=None)
+    assert "time_to_event" not in off.metrics
+
+
+def test_bad_thresholds_rejected() -> None:
+    with pytest.raises(InputDataError, match="thresholds"):
+        evaluate(predictions(200, 9), thresholds=(0.1, 1.5), n_boot=0)

@@ -37,7 +37,12 @@ def _frame(rows: list[tuple[D | None, D | None]]) -> pl.DataFrame:
             "recorded_time": [r[1] for r in rows],
             "code": [f"X/{i}" for i in range(len(rows))],
         },
-        schema={"subject_id": pl.Int64, "time": pl.Datetime("us"), "recorded_time": pl.Datetime("us"), "code": pl.String},
+        schema={
+            "subject_id": pl.Int64,
+            "time": pl.Datetime("us"),
+            "recorded_time": pl.Datetime("us"),
+            "code": pl.String,
+        },
     )
 
 
@@ -56,7 +61,9 @@ def _frame(rows: list[tuple[D | None, D | None]]) -> pl.DataFrame:
     ],
 )
 def test_visible_rule(time: D | None, recorded: D | None, expected: bool) -> None:
-    frame = _frame([(time, recorded)]).with_columns(pl.lit(T, dtype=pl.Datetime("us")).alias("prediction_time"))
+    frame = _frame([(time, recorded)]).with_columns(
+        pl.lit(T, dtype=pl.Datetime("us")).alias("prediction_time")
+    )
     assert frame.select(visible_expr()).item() is expected
     assert visible(frame, T).collect().height == int(expected)
 
@@ -65,7 +72,10 @@ datetimes = st.one_of(st.none(), st.datetimes(min_value=D(2000, 1, 1), max_value
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(datetimes, datetimes), min_size=1, max_size=20), st.datetimes(D(2000, 1, 1), D(2030, 1, 1)))
+@given(
+    st.lists(st.tuples(datetimes, datetimes), min_size=1, max_size=20),
+    st.datetimes(D(2000, 1, 1), D(2030, 1, 1)),
+)
 def test_available_time_is_the_rule(rows: list[tuple[D | None, D | None]], t: D) -> None:
     """max(time, recorded_time) <= t  <=>  visible at t, for timed events."""
     frame = _frame(rows).with_columns(pl.lit(t, dtype=pl.Datetime("us")).alias("prediction_time"))
@@ -98,7 +108,11 @@ def test_events_at_joins_each_time_to_its_visible_events() -> None:
 
 def test_events_at_last_is_the_union_over_a_subjects_times() -> None:
     events = pl.DataFrame(
-        {"subject_id": [1, 1, 1], "time": [D(2010, 1, 1), D(2015, 1, 1), D(2022, 1, 1)], "code": ["a/1", "a/2", "a/3"]}
+        {
+            "subject_id": [1, 1, 1],
+            "time": [D(2010, 1, 1), D(2015, 1, 1), D(2022, 1, 1)],
+            "code": ["a/1", "a/2", "a/3"],
+        }
     )
     times = pl.DataFrame({"subject_id": [1, 1], "prediction_time": [D(2012, 1, 1), D(2016, 1, 1)]})
     got = events_at_last(events, times).collect()
@@ -138,7 +152,9 @@ def test_scan_events_reads_an_ingest_folder_a_shard_folder_or_a_file(tmp_path: P
     shards = tmp_path / "out" / "events"
     shards.mkdir(parents=True)
     for k in range(2):
-        pl.DataFrame({"subject_id": [k], "time": [T], "code": ["A/1"]}).write_parquet(shards / f"shard-{k:04d}.parquet")
+        pl.DataFrame({"subject_id": [k], "time": [T], "code": ["A/1"]}).write_parquet(
+            shards / f"shard-{k:04d}.parquet"
+        )
     assert scan_events(tmp_path / "out").collect().height == 2
     assert scan_events(shards).collect().height == 2
     assert scan_events(shards / "shard-0000.parquet").collect().height == 1
@@ -147,3 +163,20 @@ def test_scan_events_reads_an_ingest_folder_a_shard_folder_or_a_file(tmp_path: P
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputDataError, match="no event shards"):
         scan_events(tmp_path / "empty")
+
+
+def test_visible_with_a_frame_of_prediction_times() -> None:
+    events = pl.DataFrame(
+        {
+            "subject_id": [1, 1, 2],
+            "time": [D(2019, 1, 1), D(2021, 1, 1), D(2019, 1, 1)],
+            "code": ["a/1", "a/2", "b/1"],
+        }
+    )
+    times = pl.DataFrame({"subject_id": [1, 1], "prediction_time": [T, D(2022, 1, 1)]})
+    got = visible(events, times).collect().sort("prediction_time", "code")
+    assert got.select("prediction_time", "code").rows() == [
+        (T, "a/1"),
+        (D(2022, 1, 1), "a/1"),
+        (D(2022, 1, 1), "a/2"),
+    ]

@@ -62,11 +62,20 @@ def test_demographics_and_columns(lists: Path) -> None:
 
 @pytest.mark.parametrize(
     ("codes", "race"),
-    [(["RACE/2106-3"], "white"), (["RACE/2028-9"], "other"), (["RACE/2106-3", "RACE/2054-5"], "other"), ([], None)],
+    [
+        (["RACE/2106-3"], "white"),
+        (["RACE/2028-9"], "other"),
+        (["RACE/2106-3", "RACE/2054-5"], "other"),
+        (["RACE/2106-3", "RACE/2135-2"], "white"),  # an ethnicity code in a race field is ignored
+        (["RACE/2135-2"], None),
+        ([], None),
+    ],
 )
 def test_race_mapping(lists: Path, codes: list[str], race: str | None) -> None:
     frame = events().filter(~pl.col("code").str.starts_with("RACE/"))
-    extra = pl.DataFrame([{k: {"subject_id": 1, "code": c}.get(k) for k in SCHEMA} for c in codes], schema=SCHEMA)
+    extra = pl.DataFrame(
+        [{k: {"subject_id": 1, "code": c}.get(k) for k in SCHEMA} for c in codes], schema=SCHEMA
+    )
     assert one(pl.concat([frame, extra]), T, lists)["race"] == race
 
 
@@ -96,11 +105,13 @@ def test_wrong_unit_and_implausible_values_are_ignored_and_counted(lists: Path) 
         ev(D(2019, 6, 1), "LOINC/2085-9", 1.3, "mmol/L"),  # not the canonical unit
         ev(D(2019, 7, 1), "LOINC/2085-9", 900, "mg/dL"),  # implausible
         ev(D(2019, 8, 1), "LOINC/39156-5", 31.5, None),  # no unit: trusted (ingest converted it)
+        ev(D(2019, 9, 1), "LOINC/8480-6", 121, "mm Hg"),  # spelling differences are not unit errors
     )
     times = pl.DataFrame({"subject_id": [1], "prediction_time": [T]})
     table, quality = clinical_variables_with_quality(frame, times, codelist_dir=lists)
     assert table["hdl_mg_dl"].item() == pytest.approx(55)
     assert table["bmi_kg_m2"].item() == pytest.approx(31.5)
+    assert table["systolic_bp_mm_hg"].item() == pytest.approx(121)
     assert quality["hdl_mg_dl"] == {"unit": 1, "implausible": 1}
     assert quality["total_cholesterol_mg_dl"] == {"unit": 0, "implausible": 0}
 
@@ -208,6 +219,8 @@ def test_config_errors(lists: Path, tmp_path: Path) -> None:
 
 
 def test_codelist_matching() -> None:
-    frame = pl.DataFrame({"code": ["ICD10CM/E11.9", "ICD10CM/E1", "ICD9CM/250.00", "SNOMED/44054006", "SNOMED/4405"]})
+    frame = pl.DataFrame(
+        {"code": ["ICD10CM/E11.9", "ICD10CM/E1", "ICD9CM/250.00", "SNOMED/44054006", "SNOMED/4405"]}
+    )
     codes = CodeList.of("dm", ["ICD10CM/E11", "ICD9CM/250", "SNOMED/44054006"])
     assert frame.select(codes.expr())["code"].to_list() == [True, False, True, True, False]

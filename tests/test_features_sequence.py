@@ -35,29 +35,43 @@ def _events() -> pl.DataFrame:
 
 
 def test_vocabulary_from_training_times_only() -> None:
-    fz = SequenceFeaturizer(min_count=1, n_value_bins=4).fit(_events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]}))
+    fz = SequenceFeaturizer(min_count=1, n_value_bins=4).fit(
+        _events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]})
+    )
     assert fz.vocab_[PAD_TOKEN] == PAD and fz.vocab_[UNK_TOKEN] == UNK
     assert fz.vocab_["LOINC/8480-6"] == 2  # the most frequent key gets the first id
     assert "SNOMED/22298006" not in fz.vocab_  # held-out subject
     assert fz.n_tokens_ == len(fz.vocab_) == 6  # PAD, UNK, BP, birth, sex, hypertension
     assert fz.value_edges_["LOINC/8480-6"] == pytest.approx([122.5, 145.0, 167.5])  # quartiles of 100..190
     out = fz.transform(_events(), pl.DataFrame({"subject_id": [2], "prediction_time": [T]}))
-    assert out["tokens"].to_list() == [[UNK, UNK, 2]]  # GENDER/male and the MI code were never seen in training
+    assert out["tokens"].to_list() == [
+        [UNK, UNK, 2]
+    ]  # GENDER/male and the MI code were never seen in training
     assert out["value_bin"].to_list() == [[0, 0, 4]]
 
 
 def test_min_count_sends_rare_keys_to_unk() -> None:
-    fz = SequenceFeaturizer(min_count=2).fit(_events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]}))
+    fz = SequenceFeaturizer(min_count=2).fit(
+        _events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]})
+    )
     assert set(fz.vocab_) == {PAD_TOKEN, UNK_TOKEN, "LOINC/8480-6"}
 
 
 def test_most_recent_events_with_static_prefix_and_times() -> None:
     fz = SequenceFeaturizer(max_len=5, min_count=1, n_value_bins=4)
     fz.fit(_events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]}))
-    row = fz.transform(_events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]})).row(0, named=True)
+    row = fz.transform(_events(), pl.DataFrame({"subject_id": [1], "prediction_time": [T]})).row(
+        0, named=True
+    )
     v = fz.vocab_
     # sex and birth first (dated at birth), then the 3 most recent of the 11 timed events before t
-    assert row["tokens"] == [v["GENDER/female"], v["MEDS_BIRTH"], v["LOINC/8480-6"], v["LOINC/8480-6"], v["SNOMED/59621000"]]
+    assert row["tokens"] == [
+        v["GENDER/female"],
+        v["MEDS_BIRTH"],
+        v["LOINC/8480-6"],
+        v["LOINC/8480-6"],
+        v["SNOMED/59621000"],
+    ]
     assert row["length"] == 5
     assert row["delta_days"][0] == pytest.approx((T - D(1960, 1, 1)).days)
     assert row["delta_days"][-1] == pytest.approx((T - D(2019, 2, 1)).days)
@@ -104,3 +118,14 @@ def test_errors() -> None:
     for bad in ({"max_len": 0}, {"n_value_bins": 200}, {"min_count": 0}):
         with pytest.raises(ConfigError):
             SequenceFeaturizer(**bad).fit(_events(), times)
+
+
+def test_pickled_featurizer_transforms_the_same() -> None:
+    import pickle
+
+    events = random_events(20, seed=6)
+    times = prediction_times(events)
+    fz = SequenceFeaturizer(max_len=32, min_count=2).fit(events, times)
+    again = pickle.loads(pickle.dumps(fz))
+    assert again.vocab_ == fz.vocab_
+    assert again.transform(events, times).equals(fz.transform(events, times))

@@ -137,6 +137,9 @@ def test_errors() -> None:
         TabularFeaturizer().transform(_events(), TRAIN)
     with pytest.raises(ConfigError, match="top_k"):
         TabularFeaturizer(top_k=-1).fit(_events(), TRAIN)
+    for windows in [(), (365, 365), (0, None)]:
+        with pytest.raises(ConfigError, match="windows_days"):
+            TabularFeaturizer(windows_days=windows).fit(_events(), TRAIN)
 
 
 def test_project_codelists_load() -> None:
@@ -145,3 +148,33 @@ def test_project_codelists_load() -> None:
         codes = load_codelist(name)
         assert len(codes) > 0
         assert all(c.split("/", 1)[0] in {"RxNorm", "SNOMED"} for c in codes.exact)
+
+
+def test_precomputed_clinical_table_and_pickling(lists: Path) -> None:
+    import pickle
+
+    from sklearn.base import clone
+
+    from ehr_risk.features import clinical_variables
+
+    events = random_events(40, seed=4)
+    times = prediction_times(events)
+    fz = TabularFeaturizer(top_k=10, codelist_dir=lists).fit(events, times)
+    clinical = clinical_variables(events, times, codelist_dir=lists)
+    assert fz.transform(events, times, clinical=clinical).equals(fz.transform(events, times))
+    with pytest.raises(ConfigError, match="does not match"):
+        fz.transform(events, times, clinical=clinical.head(3))
+    again = pickle.loads(pickle.dumps(fz))
+    assert again.transform(events, times).equals(fz.transform(events, times))
+    assert clone(fz).get_params()["top_k"] == 10
+
+
+def test_empty_inputs(lists: Path) -> None:
+    events = random_events(10, seed=1)
+    times = prediction_times(events)
+    fz = TabularFeaturizer(codelist_dir=lists).fit(events, times)
+    assert fz.transform(events, times.head(0)).shape == (0, 2 + len(fz.feature_names_))
+    assert fz.transform_sparse(events, times.head(0)).shape == (0, len(fz.feature_names_))
+    no_events = fz.transform(events.head(0), times)
+    assert no_events.height == times.height
+    assert (no_events["events:count_all"] == 0).all() and no_events["age_years"].is_null().all()

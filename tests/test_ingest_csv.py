@@ -39,7 +39,12 @@ def test_synthea_current_layout(tmp_path: Path) -> None:
     events, summary = run([FIXTURES / "synthea_current"], tmp_path / "out")
     assert summary["read"] == summary["converted"] + summary["skipped"] + summary["rejected"]
     assert summary["rejected"] == 0
-    assert summary["by_resource_type"]["Observation"] == {"read": 10, "converted": 9, "skipped": 1, "rejected": 0}
+    assert summary["by_resource_type"]["Observation"] == {
+        "read": 10,
+        "converted": 9,
+        "skipped": 1,
+        "rejected": 0,
+    }
     assert summary["by_resource_type"]["Claim"]["skipped"] == 2
     # cholesterol 5.2 mmol/L → mg/dL (units.py factor 38.67)
     chol = by_code(events, "LOINC/2093-3")
@@ -62,9 +67,9 @@ def test_synthea_current_layout(tmp_path: Path) -> None:
     )
     enc = events.filter(pl.col("resource_type") == "Encounter").sort("code")
     assert enc["code"].to_list() == ["ENCOUNTER/AMB", "ENCOUNTER/IMP", "SNOMED/162673000", "SNOMED/32485007"]
-    assert enc.filter(pl.col("code") == "ENCOUNTER/IMP")["end_time"].dt.to_string("%Y-%m-%dT%H:%M").to_list() == [
-        "2019-05-04T10:00"
-    ]
+    assert enc.filter(pl.col("code") == "ENCOUNTER/IMP")["end_time"].dt.to_string(
+        "%Y-%m-%dT%H:%M"
+    ).to_list() == ["2019-05-04T10:00"]
     assert by_code(events, "CVX/08").height == 1
     assert by_code(events, "RxNorm/7980")["resource_type"].to_list() == ["AllergyIntolerance"]
     med = by_code(events, "RxNorm/314076")
@@ -86,7 +91,9 @@ def test_old_synthea_layout_detected_by_header(tmp_path: Path) -> None:
     assert by_code(old, "SNOMED/7980").height == 1
 
 
-def test_missing_required_column_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_required_column_is_one_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "export"
     shutil.copytree(FIXTURES / "synthea_current", src)
     obs = pl.read_csv(src / "observations.csv", infer_schema=False).drop("CODE", "VALUE")
@@ -131,7 +138,9 @@ def test_long_csv_events_and_rejects_with_lines(tmp_path: Path) -> None:
     # vocabulary spelling normalised; offsets and US dates to UTC; NA → a value-less event, not 0
     mi = by_code(events, "SNOMED/22298006")
     assert mi["time"].dt.to_string("%Y-%m-%dT%H:%M").to_list() == ["2020-01-02T08:00"]
-    assert by_code(events, "LOINC/8480-6")["time"].dt.to_string("%Y-%m-%dT%H:%M").to_list() == ["2020-01-15T14:30"]
+    assert by_code(events, "LOINC/8480-6")["time"].dt.to_string("%Y-%m-%dT%H:%M").to_list() == [
+        "2020-01-15T14:30"
+    ]
     chol = by_code(events, "LOINC/2093-3").sort("numeric_value", nulls_last=True)
     assert chol["numeric_value"].to_list() == [pytest.approx(201.084, rel=1e-5), None]
     assert by_code(events, "GENDER/female")["time"].to_list() == [None]
@@ -234,3 +243,25 @@ def test_incremental_overlapping_extracts_equal_one_combined_extract(tmp_path: P
     assert "duplicate record (same type and id)" not in summary["skipped_reasons"]
     meta = json.loads((inc / "metadata" / "dataset.json").read_text())
     assert len(meta["ehr_risk"]["loads"]) == 2
+
+
+def test_damaged_files_are_named_counted_and_the_run_goes_on(tmp_path: Path) -> None:
+    import gzip
+
+    src = tmp_path / "export"
+    shutil.copytree(FIXTURES / "synthea_current", src)
+    data = gzip.compress((src / "procedures.csv").read_bytes())
+    (src / "procedures.csv").unlink()
+    (src / "procedures.csv.gz").write_bytes(data[: len(data) // 2])  # truncated
+    bad_text = tmp_path / "latin1.csv"
+    bad_text.write_bytes("subject_id,time,code\nJos\xe9,2020-01-01,LOINC/8480-6\n".encode("latin-1"))
+    messages: list[str] = []
+    summary = ingest([src, bad_text], tmp_path / "out", IngestOptions(), message=messages.append)
+    assert summary.files_failed == 2
+    errors = [m for m in messages if m.startswith("error:")]
+    assert len(errors) == 2
+    assert "procedures.csv.gz: " in errors[0] and "(truncated or corrupt gzip)" in errors[0]
+    assert "latin1.csv" in errors[1] and "not UTF-8 text" in errors[1] and "Jos" not in errors[1]
+    events = pl.read_parquet(tmp_path / "out" / "events" / "*.parquet")
+    assert by_code(events, "LOINC/8480-6")["numeric_value"].to_list() == [142.0]  # the rest was read
+    assert summary.totals()["read"] == sum(summary.totals()[k] for k in ("converted", "skipped", "rejected"))

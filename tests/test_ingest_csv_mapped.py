@@ -56,7 +56,12 @@ def test_mapping_validation_errors_name_the_problem(tmp_path: Path) -> None:
 def test_cohort_rows_to_events_and_rejects(tmp_path: Path) -> None:
     out = tmp_path / "out"
     events, summary = run(COHORT / "cohort.csv", COHORT / "mapping.yaml", out)
-    assert summary["by_resource_type"]["CohortRow"] == {"read": 7, "converted": 2, "skipped": 0, "rejected": 5}
+    assert summary["by_resource_type"]["CohortRow"] == {
+        "read": 7,
+        "converted": 2,
+        "skipped": 0,
+        "rejected": 5,
+    }
     rejects = pl.read_parquet(out / "rejects" / "*.parquet").sort("position")
     assert rejects.select("position", "reason").rows() == [
         ("line 4", "negative age in age"),
@@ -68,7 +73,12 @@ def test_cohort_rows_to_events_and_rejects(tmp_path: Path) -> None:
     # no patient value in the summary: reasons only
     assert "A3" not in (out / "summary.json").read_text()
     rows = {
-        (r["code"], r["time"], None if r["numeric_value"] is None else round(r["numeric_value"], 3), r["text_value"])
+        (
+            r["code"],
+            r["time"],
+            None if r["numeric_value"] is None else round(r["numeric_value"], 3),
+            r["text_value"],
+        )
         for r in events.iter_rows(named=True)
     }
     expected = {

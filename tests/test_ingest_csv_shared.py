@@ -33,7 +33,9 @@ def _key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def both(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+def both(
+    shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     mp = pytest.MonkeyPatch()
     mp.setenv("EHR_RISK_ID_KEY", "csv-test-key-0123456789")
     root = shared_data / "synthea_csv_fhir_ca_2022"
@@ -59,7 +61,11 @@ def test_synthea_csv_ingests_losslessly_with_independent_counts(shared_data: Pat
     expected = clinical.group_by("CODE").len().select(("LOINC/" + pl.col("CODE")).alias("code"), "len")
     got = csv.filter(pl.col("resource_type") == "Observation").group_by("code").len()
     assert expected.sort("code").equals(got.sort("code"))  # every observation row is exactly one event
-    for table, rt in [("conditions", "Condition"), ("procedures", "Procedure"), ("immunizations", "Immunization")]:
+    for table, rt in [
+        ("conditions", "Condition"),
+        ("procedures", "Procedure"),
+        ("immunizations", "Immunization"),
+    ]:
         rows = pl.read_csv(root / f"{table}.csv.gz", infer_schema=False).height
         assert csv.filter(pl.col("resource_type") == rt).height == rows
     encounters = pl.read_csv(root / "encounters.csv.gz", infer_schema=False).height
@@ -76,7 +82,9 @@ def _pair(csv: pl.DataFrame, fhir: pl.DataFrame, types: list[str]) -> pl.DataFra
     """Events of both sources matched on (subject, type, code, time) and their order among equals."""
 
     def ranked(frame: pl.DataFrame) -> pl.DataFrame:
-        frame = frame.filter(pl.col("resource_type").is_in(types)).sort([*KEY_COLS, "numeric_value", "text_value"])
+        frame = frame.filter(pl.col("resource_type").is_in(types)).sort(
+            [*KEY_COLS, "numeric_value", "text_value"]
+        )
         return frame.with_columns(pl.int_range(pl.len()).over(KEY_COLS).alias("k"))
 
     return ranked(csv).join(ranked(fhir), on=[*KEY_COLS, "k"], how="full", suffix="_f", nulls_equal=True)
@@ -90,7 +98,14 @@ def test_same_clinical_events_as_fhir_for_the_nine_patients(both: tuple) -> None
     fhir_only = {"DiagnosticReport", "MedicationAdministration"}
     assert set(fhir["resource_type"].unique()) - fhir_only == set(csv["resource_type"].unique())
 
-    exact = ["Encounter", "Observation", "Procedure", "Immunization", "MedicationRequest", "AllergyIntolerance"]
+    exact = [
+        "Encounter",
+        "Observation",
+        "Procedure",
+        "Immunization",
+        "MedicationRequest",
+        "AllergyIntolerance",
+    ]
     pairs = _pair(csv, fhir, exact)
     unmatched = pairs.filter(pl.col("code").is_null() | pl.col("code_f").is_null())
     assert unmatched.height == 0, unmatched.select(KEY_COLS).head()
@@ -109,6 +124,7 @@ def test_same_clinical_events_as_fhir_for_the_nine_patients(both: tuple) -> None
     statics = pairs.filter(pl.col("time").is_null())
     assert statics.height == 0  # (statics are Patient events: compared below)
     for types in (["Patient"], ["Condition"]):
+
         def dated(frame: pl.DataFrame, types: list[str] = types) -> pl.DataFrame:
             frame = frame.filter(pl.col("resource_type").is_in(types)).sort("subject_id", "code", "time")
             return frame.with_columns(pl.int_range(pl.len()).over("subject_id", "code").alias("k"))

@@ -90,3 +90,28 @@ def test_canonicalize_and_plausibility() -> None:
     bad = canonicalize(pl.DataFrame({"code": ["LOINC/2093-3"], "numeric_value": [1.0], "unit": ["parsec"]}))
     assert bad["_unit_error"].to_list() == ["unit 'parsec' not convertible to mg/dL for LOINC/2093-3"]
     assert bad["numeric_value"].to_list() == [1.0]  # left as read: the caller rejects the row
+
+
+def test_blocks_cut_at_line_ends_keep_exact_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from ehr_risk.ingest import csv_read
+
+    monkeypatch.setattr(csv_read, "BLOCK_BYTES", 50)  # many tiny blocks
+    header = "subject_id,time,code,numeric_value,text_value,unit"
+    rows = [f"s{i},2020-01-{i % 28 + 1:02d},LOINC/8480-6,{100 + i},,mm[Hg]" for i in range(200)]
+    rows[57] = "broken,row"
+    text = header + "\n" + "\n".join(rows)  # no newline at the end
+    for name, data in (("plain.csv", text.encode()), ("packed.csv.gz", gzip.compress(text.encode()))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        bad = BadRows()
+        frames = list(iter_batches(path, header.split(","), ["subject_id", "numeric_value"], bad))
+        frame = pl.concat(frames)
+        assert len(frames) > 10
+        assert bad.texts == ["broken,row"]
+        assert frame.height == 199
+        # provisional lines count rows without the malformed one; relocate() puts them back in place
+        fixed = relocate(frame["_line"].to_numpy(), [59]).tolist()
+        assert fixed == [i + 2 for i in range(200) if i != 57]
+        assert frame["numeric_value"].to_list()[-1] == "299"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
+import json
 import shutil
 import stat
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -19,9 +23,14 @@ from fhir_helpers import (
     rejects,
     run_ingest,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from meds import CodeMetadataSchema, DataSchema
 
 from ehr_risk.errors import RejectLimitError
+from ehr_risk.ingest import fhir
+from ehr_risk.ingest.fhir_refs import Scope
+from ehr_risk.ingest.run import IngestOptions, Ingestor
 
 BUNDLE = FIXTURES / "bundle_transaction.json"
 
@@ -177,14 +186,14 @@ def test_unreadable_files_are_named_counted_and_the_rest_goes_on(
     (folder / "cut.ndjson.gz").write_bytes(data[: len(data) // 2])
     (folder / "notjson.json").write_text("this is not json {")
     messages: list[str] = []
-    from ehr_risk.ingest.run import IngestOptions, ingest
+    from ehr_risk.ingest.run import ingest
 
     ingest([folder], tmp_path / "out", IngestOptions(), message=messages.append)
     errors = [m for m in messages if m.startswith("error:")]
     assert len(errors) == 2
     assert any("cut.ndjson.gz" in m and "truncated gzip" in m for m in errors)
     assert any("notjson.json" in m and "not JSON" in m for m in errors)
-    s = __import__("json").loads((tmp_path / "out" / "summary.json").read_text())
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["files_failed"] == 2 and s["by_resource_type"]["unknown"]["rejected"] == 2
     assert s["by_resource_type"]["Patient"]["converted"] >= 2  # lines before the cut were kept
     assert s["read"] == s["converted"] + s["skipped"] + s["rejected"]
@@ -217,3 +226,125 @@ def test_single_resource_file_and_unknown_type(tmp_path: Path) -> None:
     assert s["skipped_reasons"]["resource type not ingested"] == 1
     (row,) = events_as_rows(tmp_path / "out")
     assert row[:6] == ("z", "2021-02-03 03:05:06", "LOINC/2085-9", "50.271", "", "mg/dL")
+
+
+def test_malformed_elements_are_rejected_not_fatal(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(
+        '{"resourceType":"Patient","id":"m1","extension":[{"url":'
+        '"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":["not an object"]}]}\n'
+        '{"resourceType":"Observation","id":"m2","status":"final","code":{"coding":[{"system":"http://loinc.org",'
+        '"code":"8480-6"}]},"subject":{"reference":"Patient/m1"},"effectiveDateTime":20200101}\n'
+        '{"resourceType":"Condition","id":"m3","code":"I10","subject":{"reference":"Patient/m1"}}\n'
+    )
+    s = run_ingest([bad], tmp_path / "out")
+    assert (s["read"], s["rejected"]) == (3, 3)
+    reasons = sorted(rejects(tmp_path / "out")["reason"].to_list())
+    assert reasons == [
+        "code has no coding from a supported code system",
+        "malformed Patient: unexpected element structure (AttributeError)",
+        "unparseable date in effectiveDateTime",
+    ]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_element_replaced_by_any_json_is_counted_once(data: st.DataObject) -> None:
+    """Fuzz: each fixture resource with one element (at any depth) replaced by arbitrary JSON is
+    converted, skipped, rejected or deferred - never a crash - and counted exactly once."""
+    bundle = json.loads(BUNDLE.read_text())
+    entries = [e for e in bundle["entry"] if "resource" in e]
+    entry = data.draw(st.sampled_from(entries))
+    resource = copy.deepcopy(entry["resource"])
+    holder: Any = resource
+    while True:
+        keys = list(holder) if isinstance(holder, dict) else list(range(len(holder)))
+        keys = [k for k in keys if k != "resourceType"]
+        if not keys:
+            break
+        key = data.draw(st.sampled_from(keys))
+        if isinstance(holder[key], dict | list) and holder[key] and data.draw(st.booleans()):
+            holder = holder[key]
+            continue
+        holder[key] = data.draw(_JSON)
+        break
+    with tempfile.TemporaryDirectory() as tmp:
+        ing = Ingestor(Path(tmp), IngestOptions(), n_shards=1, load_no=0, message=lambda _m: None)
+        reader = fhir._reader(ing)
+        scope = Scope(reader.index)
+        for e in entries:
+            scope.add(e.get("fullUrl"), e["resource"])
+        reader.resource(resource, scope, entry.get("fullUrl"), "f", "entry[0]", None)
+        ing.run_finishers()
+        assert sum(ing.summary.read.values()) == 1
+        ing.summary.check_balance()
+
+
+def test_report_results_without_time_take_the_report_time_and_response_bundles(tmp_path: Path) -> None:
+    loinc = "http://loinc.org"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "fullUrl": "https://example.org/fhir/DiagnosticReport/r1",
+                "resource": {
+                    "resourceType": "DiagnosticReport",
+                    "id": "r1",
+                    "status": "final",
+                    "code": {"coding": [{"system": loinc, "code": "57698-3"}]},
+                    "subject": {"reference": "Patient/q1"},
+                    "effectiveDateTime": "2011-03-04T08:30:00Z",
+                    "issued": "2011-03-05T10:00:00Z",
+                    "result": [{"reference": "Observation/o1"}],
+                },
+            },
+            {
+                "fullUrl": "https://example.org/fhir/Observation/o1",
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "o1",
+                    "status": "final",
+                    "code": {"coding": [{"system": loinc, "code": "2093-3"}]},
+                    "subject": {"reference": "Patient/q1"},
+                    "valueQuantity": {"value": 6.3, "unit": "mmol/L"},
+                },
+            },
+            {"response": {"status": "201 Created", "location": "Patient/q1/_history/1"}},
+        ],
+    }
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(bundle))
+    s = run_ingest([path], tmp_path / "out")
+    assert (s["converted"], s["skipped"], s["rejected"]) == (2, 1, 0)
+    assert s["by_resource_type"]["Bundle.entry"]["skipped"] == 1
+    rows = [r for r in events_as_rows(tmp_path / "out") if r[2] == "LOINC/2093-3"]
+    assert rows == [
+        (
+            "q1",
+            "2011-03-04 08:30:00",
+            "LOINC/2093-3",
+            "243.621",
+            "",
+            "mg/dL",
+            "",
+            "2011-03-05 10:00:00",
+            "Observation",
+        )
+    ]
+
+
+def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bundle.json").write_bytes(bom + BUNDLE.read_bytes())
+    (tmp_path / "in" / "patients.json").write_bytes(bom + (FIXTURES / "bulk" / "Patient.ndjson").read_bytes())
+    s = run_ingest([tmp_path / "in"], tmp_path / "out")
+    assert s["files_failed"] == 0 and s["by_resource_type"]["Patient"]["converted"] == 4

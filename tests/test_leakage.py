@@ -100,7 +100,9 @@ future = st.lists(
     max_size=20,
 )
 TIMES = pl.DataFrame({"subject_id": list(SUBJECTS), "prediction_time": [T] * len(SUBJECTS)})
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture()
@@ -131,7 +133,9 @@ def _assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 @SETTINGS
 @given(base=past, extra=future)
-def test_adding_events_after_t_changes_nothing_at_t(lists: Path, base: list[dict[str, Any]], extra: list[dict[str, Any]]) -> None:
+def test_adding_events_after_t_changes_nothing_at_t(
+    lists: Path, base: list[dict[str, Any]], extra: list[dict[str, Any]]
+) -> None:
     before = _all_features(_frame(base), TIMES, lists)
     after = _all_features(_frame(base + extra), TIMES, lists)
     _assert_same(before, after)
@@ -143,7 +147,9 @@ def test_events_recorded_after_t_are_invisible(
     lists: Path, base: list[dict[str, Any]], late: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     for row in late:  # happened by t, but known only after t
-        row["recorded_time"] = data.draw(st.datetimes(min_value=D(2020, 1, 1, 0, 0, 1), max_value=D(2030, 1, 1)))
+        row["recorded_time"] = data.draw(
+            st.datetimes(min_value=D(2020, 1, 1, 0, 0, 1), max_value=D(2030, 1, 1))
+        )
     _assert_same(_all_features(_frame(base), TIMES, lists), _all_features(_frame(base + late), TIMES, lists))
 
 
@@ -152,7 +158,9 @@ def test_events_recorded_after_t_are_invisible(
 def test_removing_the_outcome_after_t_changes_nothing(lists: Path, base: list[dict[str, Any]]) -> None:
     events = _frame(base)
     future_outcome = (pl.col("code") == OUTCOME) & (pl.col("time") > T)
-    _assert_same(_all_features(events, TIMES, lists), _all_features(events.filter(~future_outcome), TIMES, lists))
+    _assert_same(
+        _all_features(events, TIMES, lists), _all_features(events.filter(~future_outcome), TIMES, lists)
+    )
 
 
 def test_featurizers_fit_on_training_subjects_only(lists: Path) -> None:

@@ -1,4 +1,4 @@
-"""Classical baselines and the Predictor built on them (ehr_risk/models/classical.py, ehr_risk/predictor.py)."""
+"""Classical baselines and the Predictor built on them (models/classical.py, predictor.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def _targets(y: np.ndarray) -> tuple[BinaryTarget, BinaryTarget]:
 def test_classifiers_learn_and_select_on_the_tuning_split(kind: str) -> None:
     X, y = _data()
     train, tune = _targets(y)
-    settings = ClassicalSettings(kind=kind, C=(0.001, 1.0), max_iter=200, learning_rate=0.1, n_iter_no_change=5)  # type: ignore[arg-type]
+    settings = ClassicalSettings(
+        kind=kind, C=(0.001, 1.0), max_iter=200, learning_rate=0.1, n_iter_no_change=5
+    )  # type: ignore[arg-type]
     model, info = fit_binary(settings, X, train, X, tune)
     p = model.predict_proba(X[tune.rows])[:, 1]
     assert roc_auc_score(tune.y, p) > 0.75
@@ -52,7 +54,9 @@ def test_class_weighting_is_configurable() -> None:
     X, y = _data()
     train, tune = _targets(y)
     plain, _ = fit_binary(ClassicalSettings(kind="lr", C=(1.0,)), X, train, X, tune)
-    balanced, _ = fit_binary(ClassicalSettings(kind="lr", C=(1.0,), class_weight="balanced"), X, train, X, tune)
+    balanced, _ = fit_binary(
+        ClassicalSettings(kind="lr", C=(1.0,), class_weight="balanced"), X, train, X, tune
+    )
     assert balanced.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.1
 
 
@@ -126,5 +130,10 @@ def test_predictor_refuses_bad_prediction_times(cohort) -> None:  # type: ignore
 
 def test_a_network_predictor_needs_weights() -> None:
     with pytest.raises(ValueError, match="network weights"):
-        Predictor(model_kind="gru", tasks=["t"], horizons={"t": [1.0]}, primary_horizons={"t": 1.0},
-                  sequence=ToySequenceFeaturizer())
+        Predictor(
+            model_kind="gru",
+            tasks=["t"],
+            horizons={"t": [1.0]},
+            primary_horizons={"t": 1.0},
+            sequence=ToySequenceFeaturizer(),
+        )

@@ -52,7 +52,11 @@ def test_binary_label_matches_the_contract() -> None:
 
 
 def test_label_horizons_parses_whole_and_fractional_years() -> None:
-    assert label_horizons(["subject_id", "label_10y", "label_2.5y", "label_1y", "boolean_value"]) == [1, 2.5, 10]
+    assert label_horizons(["subject_id", "label_10y", "label_2.5y", "label_1y", "boolean_value"]) == [
+        1,
+        2.5,
+        10,
+    ]
 
 
 def test_nll_matches_a_hand_computed_value() -> None:
@@ -132,5 +136,7 @@ def test_ipcw_removes_the_bias_of_dropping_censored_rows() -> None:
 
 
 def test_observed_time_without_follow_up_information_is_censored_at_t() -> None:
-    years, is_event, is_comp = observed_time(np.array([T0]), np.array([NAT]), np.array([NAT]), np.array([NAT]))
+    years, is_event, is_comp = observed_time(
+        np.array([T0]), np.array([NAT]), np.array([NAT]), np.array([NAT])
+    )
     assert years.tolist() == [0.0] and not is_event[0] and not is_comp[0]

@@ -13,7 +13,9 @@ from ehr_risk.models.lightning_module import FitSettings, fit_network
 from ehr_risk.models.networks import HazardNetwork, NetworkConfig
 
 
-def make_arrays(n: int, seed: int = 0, max_len: int = 12, n_static: int = 2) -> tuple[SequenceArrays, np.ndarray]:
+def make_arrays(
+    n: int, seed: int = 0, max_len: int = 12, n_static: int = 2
+) -> tuple[SequenceArrays, np.ndarray]:
     """Random sequences; the planted signal: token 5 within the last 400 days raises the hazard."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(0, max_len + 1, n)
@@ -41,8 +43,17 @@ def make_arrays(n: int, seed: int = 0, max_len: int = 12, n_static: int = 2) -> 
 
 
 def config(kind: str, **kw: object) -> NetworkConfig:
-    base: dict[str, object] = dict(kind=kind, n_tokens=8, n_value_bins=3, n_static=2, n_tasks=2, n_intervals=5,
-                                   d_model=16, n_heads=2, dropout=0.0)
+    base: dict[str, object] = dict(
+        kind=kind,
+        n_tokens=8,
+        n_value_bins=3,
+        n_static=2,
+        n_tasks=2,
+        n_intervals=5,
+        d_model=16,
+        n_heads=2,
+        dropout=0.0,
+    )
     base.update(kw)
     return NetworkConfig(**base)  # type: ignore[arg-type]
 
@@ -110,13 +121,23 @@ def _datasets(n: int = 400, seed: int = 0) -> tuple[SequenceDataset, SequenceDat
         table = pa.table(
             {
                 "tokens": pa.array([arrays.tokens[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]),
-                "delta_days": pa.array([arrays.delta_days[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]),
-                "age_years": pa.array([arrays.age_years[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]),
-                "value_bin": pa.array([arrays.value_bin[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]),
+                "delta_days": pa.array(
+                    [arrays.delta_days[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]
+                ),
+                "age_years": pa.array(
+                    [arrays.age_years[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]
+                ),
+                "value_bin": pa.array(
+                    [arrays.value_bin[arrays.offsets[r] : arrays.offsets[r + 1]] for r in rows]
+                ),
             }
         )
         return SequenceDataset(
-            SequenceArrays.from_arrow(table, arrays.static[rows]), 12, interval2[rows], event2[rows], mask[rows]
+            SequenceArrays.from_arrow(table, arrays.static[rows]),
+            12,
+            interval2[rows],
+            event2[rows],
+            mask[rows],
         )
 
     return sub(tr), sub(tu)

@@ -73,7 +73,7 @@ def test_unknown_task_name_lists_shipped_tasks() -> None:
 def test_tasks_are_frozen() -> None:
     task = load_task("ascvd_10y")
     with pytest.raises(ValidationError):
-        task.population.min_age_years = 10  # type: ignore[misc]
+        task.population.min_age_years = 10
 
 
 def test_periodic_dates_include_end_and_handle_leap_days() -> None:

@@ -131,4 +131,8 @@ def evaluate(
             )
         elif auc.get("estimate") is not None:
             print(f"  {name}: AUROC {auc['estimate']:.3f}{missing}")
+    tte = m.get("time_to_event", {}).get("scores", {}).get(model_column, {})
+    if tte.get("harrell_c", {}).get("estimate") is not None:
+        harrell, uno = tte["harrell_c"]["estimate"], tte.get("uno_c", {}).get("estimate") or float("nan")
+        print(f"  {model_column}: Harrell's C {harrell:.3f}, Uno's C {uno:.3f}")
     print(f"evaluate: report in {out / 'report.html'}")

@@ -5,6 +5,8 @@ of b calls to scikit-learn. Rows of the same subject (several prediction times) 
 
 Chunks are seeded independently (`default_rng([seed, chunk])`), so results do not depend on the chunk
 order or on how many threads ran them; numpy releases the GIL in the heavy loops, so threads scale.
+BLAS is held to one thread while resampling: the matrices are small, and BLAS threads competing with the
+chunk threads (or with other processes) made the calibration smooth 50 times slower on a busy machine.
 Intervals are percentile intervals over the resamples where the metric is defined.
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 FloatArray = NDArray[np.float64]
 MetricFn = Callable[[NDArray[np.floating]], Mapping[str, FloatArray]]
@@ -88,11 +91,12 @@ def run_bootstrap(
         weights = resample_counts(n_subjects, sizes[i], np.random.default_rng([seed, i]))
         return {name: {k: np.asarray(v) for k, v in fn(weights).items()} for name, fn in tasks.items()}
 
-    if n_jobs > 1 and len(sizes) > 1:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            parts = list(pool.map(one_chunk, range(len(sizes))))
-    else:
-        parts = [one_chunk(i) for i in range(len(sizes))]
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_jobs > 1 and len(sizes) > 1:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                parts = list(pool.map(one_chunk, range(len(sizes))))
+        else:
+            parts = [one_chunk(i) for i in range(len(sizes))]
     samples = {
         name: {k: np.concatenate([part[name][k] for part in parts]) for k in points[name]} for name in tasks
     }

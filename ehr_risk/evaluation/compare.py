@@ -19,7 +19,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ehr_risk.evaluation.bootstrap import MetricFn
-from ehr_risk.evaluation.metrics import BinaryPlan
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -28,12 +27,12 @@ DELTA_METRICS = ("auroc", "auprc", "brier", "scaled_brier")
 DECISION_THRESHOLDS = tuple(round(float(x), 3) for x in np.arange(0.0, 0.301, 0.01))
 
 
-def paired_task(model: BinaryPlan, score: BinaryPlan) -> MetricFn:
-    """Model and score metrics on the same (paired) rows, and model − score."""
+def paired_task(model: MetricFn, score: MetricFn) -> MetricFn:
+    """Model and score metrics on the same (paired) rows, and model − score; `model` and `score` are the
+    metric functions (e.g. `BinaryPlan.compute`) of the two on exactly those rows."""
 
     def fn(weights: NDArray[np.floating]) -> dict[str, FloatArray]:
-        m = model.compute(weights, calibration=False)
-        s = score.compute(weights, calibration=False)
+        m, s = model(weights), score(weights)
         out: dict[str, FloatArray] = {}
         for k in DELTA_METRICS:
             out[f"model_{k}"], out[f"score_{k}"], out[f"delta_{k}"] = m[k], s[k], m[k] - s[k]

@@ -9,14 +9,17 @@ Rows and populations, so that nothing is dropped from one side only:
   that population's rows where it exists, with the rows it lacks counted by reason, and each paired
   comparison (Δ metrics, NRI) uses the rows where both the model and that score exist;
 - the decision curve uses the rows where every compared score exists, so all its curves share one population.
+Time-to-event metrics run when the table has event_time, censor_time and prediction_time (`time_to_event=
+"auto"`, the default), or with the columns named by a `TimeToEvent`; `None` turns them off.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,7 +56,7 @@ def evaluate(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     horizon_years: float | None = None,
     horizons: Sequence[float] | None = None,
-    time_to_event: TimeToEvent | Mapping[str, str] | None = None,
+    time_to_event: TimeToEvent | Mapping[str, str] | Literal["auto"] | None = "auto",
     subgroups: Sequence[str] = ("sex", "race", "age_band"),
     n_boot: int = 1000,
     seed: int = 0,
@@ -64,17 +67,28 @@ def evaluate(
     """Evaluate `model` (and each score in `compare`) on a predictions table; see the module docstring."""
     if n_boot and n_boot < 2:
         raise InputDataError("n_boot must be 0 (no intervals) or at least 2")
-    compare = [c for c in compare if c != model]
-    tte = TimeToEvent(**time_to_event) if isinstance(time_to_event, Mapping) else time_to_event
+    compare = list(dict.fromkeys(c for c in compare if c != model))
+    thr = tuple(sorted({float(t) for t in thresholds}))
+    if any(not 0 < t < 1 for t in thr):
+        raise InputDataError(f"thresholds must lie strictly between 0 and 1, got {list(thr)}")
+    frame = to_polars(predictions)
+    tte: TimeToEvent | None
+    if time_to_event == "auto":  # on when the follow-up columns are there, as in ehr_risk.holdout's table
+        default = TimeToEvent()
+        names = (default.event_time, default.censor_time, default.prediction_time)
+        tte = default if all(c in frame.columns for c in names) else None
+    elif isinstance(time_to_event, Mapping):
+        tte = TimeToEvent(**time_to_event)
+    else:
+        tte = time_to_event
     arr = extract(
-        to_polars(predictions),
+        frame,
         label=label,
         model=model,
         compare=compare,
         subgroups=subgroups,
         time_to_event=tte,
     )
-    thr = tuple(sorted(float(t) for t in thresholds))
     y, p_model = arr.label, arr.risks[model]
     has_model = ~np.isnan(p_model)
     labelled = np.isfinite(y)
@@ -91,20 +105,25 @@ def evaluate(
         score_rows[name] = keep
         if keep.size:
             plans[name] = BinaryPlan.build(y[keep], arr.risks[name][keep], subj_idx[keep], thresholds=thr)
-            tasks[f"score:{name}"] = plans[name].compute
+            tasks[f"score:{name}"] = _Memo(plans[name].compute)
     for name in compare:
         both = score_rows[name]  # compared-score rows are within the model's rows
         if both.size == 0:
             continue
-        m_plan = BinaryPlan.build(y[both], p_model[both], subj_idx[both], thresholds=thr)
-        tasks[f"paired:{name}"] = cmp.paired_task(m_plan, plans[name])
+        if both.size == rows.size:  # the score exists wherever the model does: same rows, same numbers
+            m_task = tasks[f"score:{model}"]
+        else:
+            m_task = BinaryPlan.build(y[both], p_model[both], subj_idx[both], thresholds=thr).compute
+        tasks[f"paired:{name}"] = cmp.paired_task(m_task, tasks[f"score:{name}"])
         tasks[f"nri:{name}"] = cmp.NRIPlan.build(
             y[both], p_model[both], arr.risks[name][both], subj_idx[both], thr
         ).compute
     sub_meta = _subgroup_tasks(arr, rows, y, subj_idx, (model, *compare), thr, tasks)
     surv_meta = _survival_tasks(arr, has_model, subj_idx, (model, *compare), horizon_years, horizons, tasks)
 
-    points, samples = run_bootstrap(tasks, n_subjects, n_boot=n_boot, seed=seed, n_jobs=n_jobs)
+    # Resamples per chunk: ~20M weights per (chunk × rows) array bounds memory on big tables.
+    chunk = int(np.clip(20_000_000 // max(arr.n_rows, 1), 4, 50))
+    points, samples = run_bootstrap(tasks, n_subjects, n_boot=n_boot, seed=seed, chunk=chunk, n_jobs=n_jobs)
     ci = {name: intervals(points[name], samples[name]) for name in tasks}
 
     def table(task: str) -> dict[str, Any]:
@@ -183,6 +202,26 @@ def evaluate(
 
         result.files = write_outputs(result, Path(out_dir), context or {})
     return result
+
+
+class _Memo:
+    """Remembers a task's result for the resample chunk in hand, so paired comparisons reuse the scores'."""
+
+    def __init__(self, fn: MetricFn) -> None:
+        self.fn = fn
+        self.cache: dict[int, tuple[NDArray[np.floating], Mapping[str, NDArray[np.float64]]]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, weights: NDArray[np.floating]) -> Mapping[str, NDArray[np.float64]]:
+        hit = self.cache.get(id(weights))
+        if hit is not None and hit[0] is weights:
+            return hit[1]
+        result = self.fn(weights)
+        with self.lock:
+            if len(self.cache) >= 4:  # one or two chunks in flight per thread
+                self.cache.clear()
+            self.cache[id(weights)] = (weights, result)
+        return result
 
 
 def _decision_curve(

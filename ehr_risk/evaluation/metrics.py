@@ -95,7 +95,7 @@ class BinaryPlan:
         *,
         thresholds: Sequence[float] = (),
         row_weight: NDArray[np.float64] | None = None,
-        max_bins: int = 400,
+        max_bins: int = 200,
     ) -> BinaryPlan:
         y_arr = np.asarray(y, dtype=np.float64)
         p_arr = np.asarray(p, dtype=np.float64)
@@ -183,18 +183,20 @@ class BinaryPlan:
         sums = (w_rows @ np.stack([self.p, (self.p - self.y) ** 2], axis=1).astype(dt)).astype(np.float64)
         pred_sum, sq_sum = sums[:, 0], sums[:, 1]
         rate = pos / n
-        out: dict[str, FloatArray] = {"auroc": _auroc(n_s, y_s), "auprc": _auprc(n_s, y_s)}
+        # One pair of reverse cumulative sums serves AUROC, AUPRC and the thresholds: weight and events at
+        # risk >= each segment's risk (a trailing zero column stands for "above the highest risk").
+        flagged_rev, tp_rev = _reverse_cumsum(n_s), _reverse_cumsum(y_s)
+        out: dict[str, FloatArray] = {
+            "auroc": _auroc(n_s, y_s, flagged_rev, tp_rev),
+            "auprc": _auprc(y_s, flagged_rev, tp_rev),
+        }
         out["brier"] = sq_sum / n
         out["scaled_brier"] = np.where(ok, 1 - out["brier"] / (rate * (1 - rate)), np.nan)
         out["observed_rate"] = rate
         out["mean_predicted"] = pred_sum / n
         out["eo_ratio"] = np.where(pos > 0, pred_sum / pos, np.nan)
-        # Threshold metrics: predicted positive = p >= t; reverse cumulative sums over segments.
-        zero = np.zeros((n.size, 1))
-        n_rev = np.concatenate([np.cumsum(n_s[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
-        y_rev = np.concatenate([np.cumsum(y_s[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
-        for t, s in zip(self.thresholds, self.threshold_seg, strict=True):
-            flagged, tp = n_rev[:, s], y_rev[:, s]
+        for t, seg in zip(self.thresholds, self.threshold_seg, strict=True):  # flagged: p >= t
+            flagged, tp = flagged_rev[:, seg], tp_rev[:, seg]
             fp = flagged - tp
             fn, tn = pos - tp, neg - fp
             out[threshold_key("sensitivity", t)] = tp / pos
@@ -230,22 +232,33 @@ class BinaryPlan:
             return self.bin_x, loess_smooth(self.kernel, self.bin_x, nb, yb)[0]
 
 
-def _auroc(n_g: FloatArray, y_g: FloatArray) -> FloatArray:
-    neg_g = n_g - y_g
-    pos, neg = y_g.sum(axis=1), neg_g.sum(axis=1)
-    below = np.cumsum(neg_g, axis=1) - neg_g  # negatives with strictly lower risk
+def _reverse_cumsum(x: FloatArray) -> FloatArray:
+    out = np.zeros((x.shape[0], x.shape[1] + 1))
+    np.cumsum(x[:, ::-1], axis=1, out=out[:, -2::-1])
+    return out
+
+
+def _auroc(
+    n_s: FloatArray, y_s: FloatArray, flagged_rev: FloatArray | None = None, tp_rev: FloatArray | None = None
+) -> FloatArray:
+    """Mann-Whitney AUROC: each event weight times the non-event weight strictly below it (ties ½)."""
+    if flagged_rev is None or tp_rev is None:
+        flagged_rev, tp_rev = _reverse_cumsum(n_s), _reverse_cumsum(y_s)
+    pos, neg = tp_rev[:, 0], flagged_rev[:, 0] - tp_rev[:, 0]
+    neg_at_or_above = flagged_rev[:, :-1] - tp_rev[:, :-1]
+    neg_here = n_s - y_s
     with np.errstate(divide="ignore", invalid="ignore"):
-        auc = (y_g * (below + 0.5 * neg_g)).sum(axis=1) / (pos * neg)
+        below = neg[:, None] - neg_at_or_above
+        auc = (y_s * (below + 0.5 * neg_here)).sum(axis=1) / (pos * neg)
     return np.where((pos > 0) & (neg > 0), auc, np.nan)
 
 
-def _auprc(n_g: FloatArray, y_g: FloatArray) -> FloatArray:
-    tp = np.cumsum(y_g[:, ::-1], axis=1)  # descending thresholds
-    flagged = np.cumsum(n_g[:, ::-1], axis=1)
+def _auprc(y_s: FloatArray, flagged_rev: FloatArray, tp_rev: FloatArray) -> FloatArray:
+    """Average precision: precision at each event segment's threshold, weighted by its events."""
+    pos = tp_rev[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(flagged > 0, tp / flagged, 0.0)
-        pos = y_g.sum(axis=1)
-        ap = (y_g[:, ::-1] * precision).sum(axis=1) / pos
+        precision = np.where(flagged_rev[:, :-1] > 0, tp_rev[:, :-1] / flagged_rev[:, :-1], 0.0)
+        ap = (y_s * precision).sum(axis=1) / pos
     return np.where(pos > 0, ap, np.nan)
 
 

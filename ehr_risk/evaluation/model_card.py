@@ -8,6 +8,8 @@ model details, intended use, data source and dates, cohort flow, missingness, pe
     cohort_report: the dataset's cohort_report.json (its `flow` / `steps` list, or any mapping of counts)
     missingness: {variable: fraction missing} of the model's inputs
     intended_use, out_of_scope: text;  limitations: list of text
+A plain string for `model` or `task` is taken as its name; other top-level scalars (run_id, model_kind …)
+are listed with the model details.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ehr_risk.evaluation.document import Section
-from ehr_risk.evaluation.report import LABELS, fmt_ci
+from ehr_risk.evaluation.report import LABELS, fmt_ci, reason_summary
 
 DEFAULT_USE = (
     "Estimate an adult patient's risk of the outcome over the stated horizon from routinely recorded EHR "
@@ -32,6 +34,31 @@ HEADLINE = (
     "calibration_slope",
     "ici",
 )
+
+
+KNOWN_KEYS = {
+    "model",
+    "task",
+    "dataset",
+    "cohort_report",
+    "missingness",
+    "intended_use",
+    "out_of_scope",
+    "limitations",
+}
+
+
+def normalise_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context in the shapes documented above, whatever mix of names and mappings was given."""
+    out = dict(context)
+    for key in ("model", "task"):
+        value = out.get(key)
+        out[key] = dict(value) if isinstance(value, Mapping) else ({"name": str(value)} if value else {})
+    extra = {k: v for k, v in context.items() if k not in KNOWN_KEYS and not isinstance(v, Mapping | list)}
+    out["model"] = {**extra, **out["model"]}
+    limits = out.get("limitations")
+    out["limitations"] = [limits] if isinstance(limits, str) else list(limits or [])
+    return out
 
 
 def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
@@ -58,6 +85,7 @@ def _flow_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]] |
 
 
 def model_card_sections(m: Mapping[str, Any], context: Mapping[str, Any]) -> list[Section]:
+    context = normalise_context(context)
     s, c = m["settings"], m["counts"]
     model_ctx: Mapping[str, Any] = context.get("model") or {}
     task: Mapping[str, Any] = context.get("task") or {}
@@ -112,7 +140,7 @@ def model_card_sections(m: Mapping[str, Any], context: Mapping[str, Any]) -> lis
             [
                 name,
                 f"{e['n_missing']:,}",
-                ", ".join(f"{k}: {v:,}" for k, v in e["missing_reasons"].items()) or "—",
+                reason_summary(e["missing_reasons"]) or "—",
             ]
             for name, e in m["scores"].items()
         ],
@@ -172,7 +200,7 @@ def limitations(m: Mapping[str, Any], context: Mapping[str, Any]) -> list[str]:
     if c["rows_censored_before_horizon"]:
         out.append(
             f"{c['rows_censored_before_horizon']:,} rows were censored before the horizon; binary "
-            "metrics exclude them, which biases them if censoring depends on risk; IPCW handles it."
+            "metrics exclude them (biased if censoring depends on risk); time-to-event metrics use IPCW."
         )
     for name, e in m["scores"].items():
         if e["n_missing"]:

@@ -35,6 +35,18 @@ LABELS = {
 SUBGROUP_METRICS = ("auroc", "brier", "eo_ratio", "calibration_slope", "ici")
 
 
+def reason_summary(reasons: Mapping[str, int], top: int = 8) -> str:
+    """Rows per single reason ('a; b' counts for a and for b), most frequent first."""
+    parts: dict[str, int] = {}
+    for combo, count in reasons.items():
+        for part in (p.strip() for p in str(combo).split(";")):
+            if part:
+                parts[part] = parts.get(part, 0) + count
+    ranked = sorted(parts.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = ", ".join(f"{k}: {v:,}" for k, v in ranked[:top])
+    return text + (f", … ({len(ranked) - top} more)" if len(ranked) > top else "")
+
+
 def fmt_ci(entry: Mapping[str, Any] | None, digits: int = 3) -> str:
     if not entry or entry.get("estimate") is None:
         return "n/a"
@@ -87,15 +99,15 @@ def report_sections(m: Mapping[str, Any], figures: Mapping[str, bytes]) -> list[
     )
     missing = [
         f"{name}: {m['scores'][name]['n_missing']:,} evaluated rows without a score"
-        + (
-            " — " + ", ".join(f"{k}: {v:,}" for k, v in m["scores"][name]["missing_reasons"].items())
-            if m["scores"][name]["missing_reasons"]
-            else ""
-        )
+        + (f" — {reason_summary(r)}" if (r := m["scores"][name]["missing_reasons"]) else "")
         for name in scores
         if m["scores"][name]["n_missing"]
     ]
     pop.ul(missing)
+    if missing:
+        pop.note(
+            "Reasons are counted one by one (a row can have several); metrics.json has every combination."
+        )
     pop.note(
         "Each score is evaluated on the evaluated rows where it exists; paired comparisons use the rows "
         "where both the model and that score exist; no row is dropped from one side only."
@@ -249,8 +261,9 @@ def render_figures(result: EvaluationResult) -> dict[str, bytes]:
 
 
 def write_outputs(result: EvaluationResult, out_dir: Path, context: Mapping[str, Any]) -> dict[str, Path]:
-    from ehr_risk.evaluation.model_card import model_card_sections
+    from ehr_risk.evaluation.model_card import model_card_sections, normalise_context
 
+    context = normalise_context(context)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     files: dict[str, Path] = {}
@@ -266,7 +279,11 @@ def write_outputs(result: EvaluationResult, out_dir: Path, context: Mapping[str,
         out_dir / "report.html", to_html(title, report_sections(m, figures), subtitle).encode()
     )
     card = model_card_sections(m, context)
-    card_title = f"Model card: {(context.get('model') or {}).get('name') or m['settings']['model']}"
+    task_name = (context.get("task") or {}).get("name")
+    model_name = (context.get("model") or {}).get("name") or (
+        f"{task_name} model" if task_name else m["settings"]["model"]
+    )
+    card_title = f"Model card: {model_name}"
     files["model_card_md"] = _write(out_dir / "model_card.md", to_markdown(card_title, card).encode())
     files["model_card_html"] = _write(
         out_dir / "model_card.html", to_html(card_title, card, subtitle).encode()

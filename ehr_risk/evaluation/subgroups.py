@@ -15,7 +15,10 @@ from itertools import pairwise
 import numpy as np
 from numpy.typing import NDArray
 
+from ehr_risk.errors import InputDataError
+
 MIN_CELL = 10
+MAX_LEVELS = 30  # a column with more levels is an identifier or a continuous value, not a subgroup
 MISSING = "missing"
 # Decades, with the pooled-cohort-equation range (40–79) split the way guidelines report it.
 AGE_EDGES = (18.0, 40.0, 50.0, 60.0, 70.0, 80.0)
@@ -46,6 +49,11 @@ def subgroup_levels(columns: Mapping[str, NDArray[np.object_]]) -> list[Subgroup
     for var, values in columns.items():
         labels = np.asarray([MISSING if v is None or v != v else str(v) for v in values], dtype=object)
         levels = sorted(set(labels.tolist()), key=lambda s: (s == MISSING, _sort_key(s)))
+        if len(levels) > MAX_LEVELS:
+            raise InputDataError(
+                f"predictions: subgroup column {var!r} has {len(levels)} levels (at most {MAX_LEVELS}); "
+                "band it first (age_band is derived from age_years)"
+            )
         for level in levels:
             out.append(Subgroup(var, level, np.flatnonzero(labels == level).astype(np.intp)))
     return out

@@ -1,8 +1,8 @@
 """Time-to-event discrimination with censoring handled by inverse probability of censoring weights (IPCW).
 
 - Harrell's C (Harrell et al., JAMA 1982; Stat Med 1996): among pairs with T_i < T_j and an event at T_i,
-  the share where the earlier failure has the higher risk (risk ties count ½; tied times are not
-  comparable, as in lifelines' `concordance_index`, which takes survival-oriented scores, i.e. −risk).
+  the share where the earlier failure has the higher risk (risk ties count ½; pairs with tied times are not
+  comparable). lifelines' `concordance_index` takes survival-oriented scores: pass it −risk to compare.
 - Uno's C (Uno et al., Stat Med 2011): the same pairs restricted to T_i < τ, each weighted by Ĝ(T_i−)⁻²,
   which makes the estimate consistent for the population concordance under random censoring.
 - Time-dependent AUC at horizon τ, cumulative/dynamic (Heagerty et al., Biometrics 2000; IPCW estimator of
@@ -88,11 +88,15 @@ class ConcordancePlan:
 
         def level(group: NDArray[np.int64], contrib: NDArray[np.bool_], recv: NDArray[np.bool_]) -> _Level:
             key = group * n_t + (n_t - 1 - t_rank)  # group ascending, time descending
-            rows = np.flatnonzero(contrib)
-            order = rows[np.argsort(key[rows], kind="stable")]
-            keys = key[order]
             rv = np.flatnonzero(recv[ev])
             g_ev = group[ev[rv]]
+            # A contributor counts only if its group holds a receiver that failed before it; dropping the
+            # others (most rows at the fine levels, where few groups hold an event) saves most of the work.
+            first_failure = np.full(int(group.max(initial=0)) + 1, n_t, dtype=np.int64)
+            np.minimum.at(first_failure, g_ev, t_rank[ev[rv]])
+            rows = np.flatnonzero(contrib & (t_rank > first_failure[group]))
+            order = rows[np.argsort(key[rows], kind="stable")]
+            keys = key[order]
             lo = np.searchsorted(keys, g_ev * n_t, side="left")
             hi = np.searchsorted(keys, g_ev * n_t + (n_t - 1 - t_rank[ev[rv]]), side="left")
             return _Level(idx[order], rv.astype(np.intp), lo.astype(np.intp), hi.astype(np.intp))

@@ -62,6 +62,11 @@ def _float(df: pl.DataFrame, col: str, what: str) -> NDArray[np.float64]:
         raise InputDataError(f"predictions: {what} column {col!r} is {df[col].dtype}, not numeric") from exc
 
 
+def resolve_scores(df: pl.DataFrame, names: Sequence[str]) -> dict[str, str]:
+    """Score name -> column: the column itself, or `<name>_risk` as `ehr-risk risk-score` writes it."""
+    return {n: n if n in df.columns or f"{n}_risk" not in df.columns else f"{n}_risk" for n in names}
+
+
 def extract(
     df: pl.DataFrame,
     *,
@@ -71,6 +76,10 @@ def extract(
     subgroups: Sequence[str],
     time_to_event: TimeToEvent | None,
 ) -> PredictionArrays:
+    # Compared scores go by the name the user gave (pce), whichever column holds them (pce or pce_risk).
+    # Their reasons stay in `<name>_reason`, where `ehr_risk.scores` writes them.
+    renamed = {col: name for name, col in resolve_scores(df, compare).items() if col != name}
+    df = df.rename(renamed) if renamed else df
     missing = [c for c in (label, model, *compare) if c not in df.columns]
     if missing:
         raise InputDataError(
@@ -117,11 +126,16 @@ def extract(
 
 def _reasons(df: pl.DataFrame, col: str, missing: NDArray[np.bool_]) -> NDArray[np.object_]:
     out = np.full(df.height, None, dtype=object)
-    reason_col = f"{col}_reason"
-    if reason_col in df.columns:
-        out[missing] = np.asarray(
-            df[reason_col].cast(pl.String).fill_null("not given").to_list(), dtype=object
-        )[missing]
+    # `<score>_reason` next to `<score>` or, as `ehr_risk.scores` writes it, next to `<score>_risk`
+    candidates = [f"{col}_reason"] + (
+        [f"{col.removesuffix('_risk')}_reason"] if col.endswith("_risk") else []
+    )
+    reason_col = next((c for c in candidates if c in df.columns), None)
+    if reason_col is not None:
+        values = df[reason_col].to_list()
+        for i in np.flatnonzero(missing):
+            text = "" if values[i] is None else str(values[i]).strip()
+            out[i] = text or "not given"
     else:
         out[missing] = "not given"
     return out
@@ -145,7 +159,7 @@ def _follow_up(df: pl.DataFrame, cols: TimeToEvent) -> tuple[NDArray[np.float64]
         dtype = df.schema[col]
         if not dtype.is_temporal():
             raise InputDataError(f"predictions: time-to-event column {col!r} is {dtype}, not a date/time")
-        seconds = df[col].cast(pl.Datetime("us")).dt.epoch("s").cast(pl.Float64).fill_null(float("nan"))
+        seconds = df[col].dt.epoch("s").cast(pl.Float64).fill_null(float("nan"))
         return seconds.to_numpy().astype(np.float64) / 86400.0
 
     t0, ev, cens = days(cols.prediction_time), days(cols.event_time), days(cols.censor_time)

@@ -20,7 +20,8 @@ BP readings). Values whose unit is not the variable's canonical unit, and implau
 and counted in the quality report (`clinical_variables_with_quality`). Flags are 0/1, and null when the
 subject has no visible clinical event at all at t (nothing is known); current_smoker is null when no
 smoking status is recorded in the window. Sex is female/male from GENDER/*; race is white (RACE/2106-3),
-black (RACE/2054-5), other (any other or several race codes), or null.
+black (RACE/2054-5), other (another or several of the five OMB race categories or 2131-1 "other race"),
+or null; RACE/ codes outside those six (e.g. an ethnicity code in a race field) are ignored.
 """
 
 from __future__ import annotations
@@ -44,8 +45,18 @@ from ehr_risk.events import (
 )
 from ehr_risk.features.codelists import load_codelist
 from ehr_risk.features.tokens import BIRTH, DEATH
+from ehr_risk.ingest.codes import (
+    GENDER_FEMALE,
+    GENDER_MALE,
+    RACE_AIAN,
+    RACE_ASIAN,
+    RACE_BLACK,
+    RACE_NHPI,
+    RACE_OTHER,
+    RACE_WHITE,
+)
 
-_MG_DL = ("mg/dL", "mg/dl")
+_MG_DL = ("mg/dL",)
 
 
 @dataclass(frozen=True)
@@ -60,8 +71,8 @@ LABS: dict[str, LabSpec] = {
     "total_cholesterol_mg_dl": LabSpec(("2093-3", "35200-5"), _MG_DL, 50, 1000),
     "hdl_mg_dl": LabSpec(("2085-9",), _MG_DL, 5, 250),
     "ldl_mg_dl": LabSpec(("18262-6", "13457-7", "2089-1"), _MG_DL, 5, 700),
-    "systolic_bp_mm_hg": LabSpec(("8480-6",), ("mm[Hg]", "mmHg", "mm Hg"), 40, 300),
-    "diastolic_bp_mm_hg": LabSpec(("8462-4",), ("mm[Hg]", "mmHg", "mm Hg"), 20, 200),
+    "systolic_bp_mm_hg": LabSpec(("8480-6",), ("mm[Hg]", "mmHg"), 40, 300),
+    "diastolic_bp_mm_hg": LabSpec(("8462-4",), ("mm[Hg]", "mmHg"), 20, 200),
     "bmi_kg_m2": LabSpec(("39156-5",), ("kg/m2", "kg/m^2", "kg/(m2)"), 10, 100),
     "egfr_ml_min_1_73m2": LabSpec(
         ("33914-3", "48643-1", "48642-3", "62238-1", "98979-8", "50044-7", "69405-9"),
@@ -76,6 +87,9 @@ LABS: dict[str, LabSpec] = {
 FASTING_GLUCOSE = "LOINC/1558-6"
 HBA1C_DIABETES_PCT = 6.5
 FASTING_GLUCOSE_DIABETES_MG_DL = 126.0
+
+# OMB race categories (CDC Race & Ethnicity code set) plus "other race".
+OMB_RACES = [RACE_AIAN, RACE_ASIAN, RACE_BLACK, RACE_NHPI, RACE_WHITE, RACE_OTHER]
 
 SMOKING_STATUS = "LOINC/72166-2"
 # SNOMED answers of LOINC 72166-2 (US Core smoking status value set) and equivalent findings.
@@ -215,21 +229,31 @@ def _lab_events(lf: pl.LazyFrame, windows: dict[str, int | None]) -> pl.LazyFram
         },
         orient="row",
     )
-    units = pl.DataFrame(
-        [(name, unit) for name, s in LABS.items() for unit in s.units],
-        schema={"var": pl.String, "unit": pl.String},
-        orient="row",
-    ).with_columns(pl.lit(True).alias("_canonical"))
+    # Spellings compared case- and space-insensitively (mg/dl = mg/dL, mm Hg = mmHg).
+    units = (
+        pl.DataFrame(
+            [(name, unit) for name, s in LABS.items() for unit in s.units],
+            schema={"var": pl.String, "_unit": pl.String},
+            orient="row",
+        )
+        .with_columns(_normal_unit(pl.col("_unit")).alias("_unit"), pl.lit(True).alias("_canonical"))
+        .unique(["var", "_unit"])
+    )
     return (
         lf.filter(pl.col("numeric_value").is_not_null())
         .join(spec.lazy(), on="code", how="inner")
-        .join(units.lazy(), on=["var", "unit"], how="left")
+        .with_columns(_normal_unit(pl.col("unit")).alias("_unit"))
+        .join(units.lazy(), on=["var", "_unit"], how="left")
         .with_columns(
             # Values without a unit passed ingestion's conversion to the canonical unit: trusted.
             (pl.col("unit").is_null() | pl.col("_canonical").fill_null(False)).alias("_unit_ok"),
             pl.col("numeric_value").is_between(pl.col("_low"), pl.col("_high")).alias("_plausible"),
         )
     )
+
+
+def _normal_unit(unit: pl.Expr) -> pl.Expr:
+    return unit.str.to_lowercase().str.replace_all(" ", "", literal=True)
 
 
 def _latest_labs(checked: pl.LazyFrame) -> pl.LazyFrame:
@@ -268,21 +292,21 @@ def _demographics(lf: pl.LazyFrame, keys: pl.DataFrame) -> pl.LazyFrame:
         lf.filter(pl.col("time").is_null() & pl.col("subject_id").is_in(subjects))
         .group_by("subject_id")
         .agg(
-            pl.when(pl.col("code").eq("GENDER/female").any() & ~pl.col("code").eq("GENDER/male").any())
+            pl.when(pl.col("code").eq(GENDER_FEMALE).any() & ~pl.col("code").eq(GENDER_MALE).any())
             .then(pl.lit("female"))
-            .when(pl.col("code").eq("GENDER/male").any() & ~pl.col("code").eq("GENDER/female").any())
+            .when(pl.col("code").eq(GENDER_MALE).any() & ~pl.col("code").eq(GENDER_FEMALE).any())
             .then(pl.lit("male"))
             .alias("sex"),
-            pl.col("code").filter(pl.col("code").str.starts_with("RACE/")).unique().alias("races"),
+            pl.col("code").filter(pl.col("code").is_in(OMB_RACES)).unique().alias("races"),
         )
         .with_columns(
             pl.when(pl.col("races").list.len() == 0)
             .then(None)
             .when(pl.col("races").list.len() > 1)
             .then(pl.lit("other"))
-            .when(pl.col("races").list.first() == "RACE/2106-3")
+            .when(pl.col("races").list.first() == RACE_WHITE)
             .then(pl.lit("white"))
-            .when(pl.col("races").list.first() == "RACE/2054-5")
+            .when(pl.col("races").list.first() == RACE_BLACK)
             .then(pl.lit("black"))
             .otherwise(pl.lit("other"))
             .alias("race")

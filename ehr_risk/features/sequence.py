@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Self
 
 import polars as pl
+from sklearn.base import BaseEstimator
 
 from ehr_risk.errors import ConfigError
 from ehr_risk.events import (
@@ -32,11 +33,10 @@ from ehr_risk.events import (
     ROW,
     US_PER_DAY,
     EventsLike,
-    days_before,
     ensure_event_columns,
-    events_at,
     events_at_last,
     unique_times,
+    visible_expr,
 )
 from ehr_risk.features.tokens import BIRTH, key_expr
 
@@ -46,7 +46,7 @@ PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
 
 
-class SequenceFeaturizer:
+class SequenceFeaturizer(BaseEstimator):
     """Fit the vocabulary and value bins on training prediction times; transform to token sequences."""
 
     def __init__(self, max_len: int = 256, n_value_bins: int = 10, min_count: int = 5) -> None:
@@ -150,37 +150,62 @@ class SequenceFeaturizer:
                 (pl.col("code") == BIRTH).alias("_birth"),
             )
         )
-        visible = events_at(tokenized, keys, ["token", "value_bin", "numeric_value", "_prefix", "_birth"])
-        birth = pl.col("time").filter(pl.col("_birth")).min().over(ROW)
-        anchored = visible.with_columns(
-            birth.alias("birth_time"),
-            # static facts are dated at birth, or at the first visible event when birth is unknown
-            pl.when(pl.col("_prefix"))
-            .then(pl.coalesce(birth, pl.col("time").min().over(ROW), pl.col("prediction_time")))
-            .otherwise(pl.col("time"))
-            .alias("_t"),
-        )
-        ordered = anchored.sort(
-            [ROW, "_prefix", "_t", "token", "value_bin", "numeric_value"],
+        # Sorted once per event (not per prediction time); the join keeps that order, so each row's events
+        # are aggregated oldest → newest without sorting the joined rows. Ties: token, bin, value.
+        ordered = tokenized.with_columns(
+            pl.when(pl.col("_prefix")).then(None).otherwise(pl.col("time")).alias("_order")
+        ).sort(
+            ["subject_id", "_prefix", "_order", "token", "value_bin", "numeric_value"],
             descending=[False, True, False, False, False, False],
             nulls_last=True,
         )
-        pos = pl.int_range(pl.len()).over(ROW)
-        n_all = pl.len().over(ROW)
-        n_prefix = pl.col("_prefix").cast(pl.Int64).sum().over(ROW)
-        room = pl.max_horizontal(pl.lit(self.max_len) - n_prefix, pl.lit(0))
-        keep = (pl.col("_prefix") & (pos < self.max_len)) | (~pl.col("_prefix") & (pos >= n_all - room))
-        age = (pl.col("_t") - pl.col("birth_time")).dt.total_microseconds().cast(pl.Float64) / (
-            US_PER_DAY * DAYS_PER_YEAR
+        visible = (
+            ordered.join(keys.lazy(), on="subject_id", how="inner", maintain_order="left")
+            .filter(visible_expr())
+            .with_columns(pl.col("time").dt.epoch("us").alias("_us"))
         )
+        timed = ~pl.col("_prefix")
+        per_row = visible.group_by(ROW, maintain_order=True).agg(
+            pl.col("prediction_time").first().dt.epoch("us").alias("_t"),
+            pl.col("_us").filter(pl.col("_birth")).min().alias("_birth"),
+            pl.col("_us").filter(timed).min().alias("_first"),
+            pl.col("_prefix").sum().cast(pl.Int64).alias("_n_prefix"),
+            pl.col("token").filter(pl.col("_prefix")).alias("_p_tokens"),
+            pl.col("token").filter(timed).alias("_tokens"),
+            pl.col("_us").filter(timed).alias("_times"),
+            pl.col("value_bin").filter(pl.col("_prefix")).alias("_p_bins"),
+            pl.col("value_bin").filter(timed).alias("_bins"),
+        )
+        n_prefix = pl.min_horizontal(pl.col("_n_prefix"), pl.lit(self.max_len))
+        room = pl.lit(self.max_len) - n_prefix
+        anchor = pl.coalesce("_birth", "_first", "_t")  # static facts are dated at birth (or first event)
+        year_us = US_PER_DAY * DAYS_PER_YEAR
+        prefix_age = pl.when(pl.col("_birth").is_not_null()).then(0.0).otherwise(float("nan"))
+        times_kept = pl.col("_times").list.tail(room)
         seqs = (
-            ordered.filter(keep)
-            .with_columns(
-                days_before(time="_t").cast(pl.Float32).alias("delta_days"),
-                age.fill_null(float("nan")).cast(pl.Float32).alias("age_years"),
+            per_row.with_columns(n_prefix.alias("_keep_p"), room.alias("_room"))
+            .select(
+                ROW,
+                pl.concat_list(pl.col("_p_tokens").list.head("_keep_p"), pl.col("_tokens").list.tail("_room"))
+                .cast(pl.List(pl.Int32))
+                .alias("tokens"),
+                pl.concat_list(
+                    ((pl.col("_t") - anchor).cast(pl.Float64) / US_PER_DAY).repeat_by("_keep_p"),
+                    (pl.col("_t") - times_kept).cast(pl.List(pl.Float64)) / US_PER_DAY,
+                )
+                .cast(pl.List(pl.Float32))
+                .alias("delta_days"),
+                pl.concat_list(
+                    prefix_age.repeat_by("_keep_p"),
+                    (times_kept - pl.col("_birth")).cast(pl.List(pl.Float64)) / year_us,
+                )
+                .list.eval(pl.element().fill_null(float("nan")))
+                .cast(pl.List(pl.Float32))
+                .alias("age_years"),
+                pl.concat_list(pl.col("_p_bins").list.head("_keep_p"), pl.col("_bins").list.tail("_room"))
+                .cast(pl.List(pl.Int8))
+                .alias("value_bin"),
             )
-            .group_by(ROW, maintain_order=True)
-            .agg(pl.col("token").alias("tokens"), "delta_days", "age_years", "value_bin")
             .collect()
         )
         table = keys.join(seqs, on=ROW, how="left")

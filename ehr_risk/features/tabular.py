@@ -26,6 +26,7 @@ from typing import Self
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator
 
 from ehr_risk.errors import ConfigError
 from ehr_risk.events import (
@@ -49,7 +50,7 @@ def _window_name(days: int | None) -> str:
     return "all" if days is None else f"{days}d"
 
 
-class TabularFeaturizer:
+class TabularFeaturizer(BaseEstimator):
     """Fit on training prediction times; transform any prediction times (scikit-learn estimator contract)."""
 
     def __init__(
@@ -70,8 +71,11 @@ class TabularFeaturizer:
     def fit(self, events: EventsLike, times: pl.DataFrame) -> Self:
         if self.top_k < 0:
             raise ConfigError("TabularFeaturizer: top_k must be >= 0")
-        if not self.windows_days:
-            raise ConfigError("TabularFeaturizer: windows_days must not be empty")
+        windows = list(self.windows_days)
+        if not windows or len(set(windows)) != len(windows) or any(w is not None and w <= 0 for w in windows):
+            raise ConfigError(
+                "TabularFeaturizer: windows_days must be distinct positive day counts (or null)"
+            )
         seen = events_at_last(events, times).with_columns(key_expr())
         static = seen.filter(pl.col("time").is_null() & is_static_code()).select("code").unique().sort("code")
         timed = seen.filter(pl.col("time").is_not_null() & ~pl.col("code").is_in([BIRTH, DEATH]))
@@ -178,7 +182,7 @@ class TabularFeaturizer:
         demographics, codes, totals = pl.collect_all(
             [self._demographics(lf, keys), self._code_events(lf, keys), self._totals(lf, keys)]
         )
-        frames = [demographics, self._code_triples(codes, keys.height), totals]
+        frames = [demographics, self._code_triples(codes), totals]
         if self.include_clinical:
             frames.append(self._clinical(lf, keys, times, index, clinical))
         long = pl.concat(frames, how="vertical")
@@ -254,10 +258,10 @@ class TabularFeaturizer:
             "numeric_value",
         )
 
-    def _code_triples(self, visible: pl.DataFrame, n_rows: int) -> pl.DataFrame:
+    def _code_triples(self, visible: pl.DataFrame) -> pl.DataFrame:
         """Window counts and last values per (row, key) → (ROW, col, value) triples.
 
-        Counting is a weighted bincount over the dense (row, key) index; the last value per (row, key) is
+        Counting is a weighted bincount over the (row, key) pairs present; the last value per (row, key) is
         the last of a lexsort by (row, key, time, value) — so ties at one time give the largest value,
         whatever the input order.
         """
@@ -282,11 +286,15 @@ class TabularFeaturizer:
                 )
             )
 
+        # bincount over the (row, key) pairs present, so memory follows the data, not rows x keys
+        pairs, slot = np.unique(g, return_inverse=True)
         for w in self.windows_days:
             weights = None if w is None else (days <= w).astype(np.float64)
-            counts = np.bincount(g, weights=weights, minlength=n_rows * n_keys)
+            counts = np.bincount(slot, weights=weights, minlength=pairs.size)
             nonzero = np.flatnonzero(counts)
-            add(f"count_{_window_name(w)}", nonzero // n_keys, nonzero % n_keys, counts[nonzero])
+            add(
+                f"count_{_window_name(w)}", pairs[nonzero] // n_keys, pairs[nonzero] % n_keys, counts[nonzero]
+            )
         numeric = visible.filter(pl.col("numeric_value").is_not_null())
         if numeric.height:
             gn = numeric.get_column(ROW).to_numpy() * n_keys + numeric.get_column("_k").to_numpy()

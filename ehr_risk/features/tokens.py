@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import polars as pl
 
-from ehr_risk.ingest.codes import KNOWN_VOCABS
+from ehr_risk.ingest.codes import ETHNICITY, GENDER, KNOWN_VOCABS, MEDS_BIRTH, MEDS_DEATH, RACE
 
-STATIC_PREFIXES = ("GENDER/", "RACE/", "ETHNICITY/")
-BIRTH = "MEDS_BIRTH"
-DEATH = "MEDS_DEATH"
+STATIC_PREFIXES = (f"{GENDER}/", f"{RACE}/", f"{ETHNICITY}/")
+BIRTH = MEDS_BIRTH
+DEATH = MEDS_DEATH
 _VOCABS = "|".join(sorted(v for v in KNOWN_VOCABS if v.isalnum()))
 CODED_VALUE_PATTERN = rf"^(?:{_VOCABS})/[A-Za-z0-9][A-Za-z0-9.\-_]{{0,39}}$"
 

@@ -3,8 +3,8 @@
 Each row is one source record (resource type `CohortRow`). A row is converted whole or rejected whole,
 with its line and the first problem (unparseable date, non-numeric or impossible value, unexpected
 category, negative age, …), so a person is never half-loaded. Each variable of a row gets its own
-record id (`cohort/<column>` + person id), so re-ingesting an updated extract with `--incremental`
-replaces that person's values.
+record id (keyed person id × column), so re-ingesting an updated extract with `--incremental` replaces
+that person's values.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import polars as pl
 
 from ehr_risk.errors import InputDataError
 from ehr_risk.ingest import codes
-from ehr_risk.ingest.csv_emit import emit, keyed
+from ehr_risk.ingest.csv_emit import as_u64, combine, emit
 from ehr_risk.ingest.csv_mapping import CohortMapping, TimeSpec, load_mapping
 from ehr_risk.ingest.csv_read import read_header
 from ehr_risk.ingest.csv_schema import InputColumn, InputSchema
@@ -173,9 +173,11 @@ def _events(ing: Ingestor, m: CohortMapping, b: pl.DataFrame) -> pl.DataFrame:
         {"_row": pl.int_range(b.height, eager=True), "subject_id": ids.replace_strict(subjects)}
     )
     frames: list[pl.DataFrame] = []
+    person = as_u64(base.get_column("subject_id"))  # keyed already: no per-row HMAC needed
 
     def add(name: str, time: pl.Series, keep: pl.Series, **cols: pl.Series | str | None) -> None:
-        record = pl.Series(keyed(ing, f"cohort/{name}", ids).astype(np.int64))
+        column = np.full(b.height, ing.ids.record_id("cohort-column", name), dtype=np.uint64)
+        record = pl.Series(combine([person, column]))
         exprs = [
             (v if isinstance(v, pl.Series) else pl.lit(v, dtype=pl.String)).alias(k) for k, v in cols.items()
         ]

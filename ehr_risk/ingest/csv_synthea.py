@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehr_risk.ingest.csv_emit import emit
-from ehr_risk.ingest.csv_read import BadRows, iter_batches, read_header
+from ehr_risk.ingest.csv_read import BadRows, UnreadableFile, iter_batches, read_header
 from ehr_risk.ingest.csv_schema import load_input_schema
 from ehr_risk.ingest.csv_synthea_tables import CONVERTERS, SyntheaContext
 from ehr_risk.ingest.csv_table import SchemaFile
@@ -86,27 +86,38 @@ def ingest_synthea_dir(path: Path, ing: Ingestor) -> None:
     opened: dict[str, SchemaFile] = {}
     for table in TABLES:
         if table in files:
-            opened[table] = SchemaFile(ing, files[table], load_input_schema(f"synthea_csv_{table}"))
+            try:
+                opened[table] = SchemaFile(ing, files[table], load_input_schema(f"synthea_csv_{table}"))
+            except UnreadableFile as exc:
+                ing.file_failed(str(files[table]), exc.reason)
     ctx = SyntheaContext(ing)
-    for table, source in opened.items():
-        convert = CONVERTERS[table]
+    for source in opened.values():
+        _convert(ctx, source)
+    for table, file in files.items():
+        try:
+            if table in OTHER_TABLES:
+                _skip_rows(ing, file, OTHER_TABLES[table], f"Synthea {table} table not converted")
+            elif table not in TABLES:
+                _skip_rows(ing, file, table, "CSV file of an unknown Synthea table")
+        except UnreadableFile as exc:
+            ing.file_failed(str(file), exc.reason)
+
+
+def _convert(ctx: SyntheaContext, source: SchemaFile) -> None:
+    """Convert one table; a file that turns out unreadable midway keeps what was read and is counted."""
+    convert = CONVERTERS[source.schema.name.removeprefix("synthea_csv_")]
+    try:
         for batch in source.batches():
             events, n = convert(ctx, source, batch)
-            emit(ing, events, source.schema.resource_type, n)
-    for table, file in files.items():
-        if table in OTHER_TABLES:
-            _skip_rows(ing, file, OTHER_TABLES[table], f"Synthea {table} table not converted")
-        elif table not in opened:
-            _skip_rows(ing, file, table, "CSV file of an unknown Synthea table")
+            emit(ctx.ing, events, source.schema.resource_type, n)
+    except UnreadableFile as exc:
+        source.file.finish(exact=False)
+        ctx.ing.file_failed(str(source.file.path), exc.reason)
 
 
 def ingest_synthea_file(path: Path, table: str, ing: Ingestor) -> None:
     """One Synthea table file given on its own (e.g. `observations.csv`)."""
-    source = SchemaFile(ing, path, load_input_schema(f"synthea_csv_{table}"))
-    ctx = SyntheaContext(ing)
-    for batch in source.batches():
-        events, n = CONVERTERS[table](ctx, source, batch)
-        emit(ing, events, source.schema.resource_type, n)
+    _convert(SyntheaContext(ing), SchemaFile(ing, path, load_input_schema(f"synthea_csv_{table}")))
 
 
 def synthea_table_of(path: Path, header: list[str]) -> str | None:

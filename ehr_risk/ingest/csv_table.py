@@ -58,8 +58,8 @@ class SchemaFile:
         for raw in iter_batches(self.file.path, self.header, list(self.mapping.values()), self.file.bad):
             frame = raw.rename(renames)
             for name in required:
-                missing = frame.get_column(name).str.strip_chars().str.len_chars() == 0
-                bad = frame.get_column(name).is_null() | missing
+                values = frame.get_column(name)
+                bad = values.is_null() | values.str.contains(r"^\s*$")  # NA markers are null already
                 frame = self._drop(frame, bad, f"missing required value {name}")
             for name in self.columns:
                 kind = types[name]

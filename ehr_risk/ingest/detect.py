@@ -26,6 +26,7 @@ def _sniff(path: Path) -> str | None:
             head = fh.read(_SNIFF_BYTES)
     except (OSError, EOFError):
         return FHIR_JSON  # unreadable: the JSON reader reports it with its reason
+    head = head.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
     lines = [ln.strip() for ln in head.splitlines()[:50] if ln.strip()][:2]
     if not lines or not lines[0].startswith(b"{"):
         return FHIR_JSON  # a .json that is no JSON object: the reader names it as a failed file

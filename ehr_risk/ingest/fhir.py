@@ -37,6 +37,7 @@ _SKIP_REASONS = {
     "Bundle.entry": "bundle entry without a resource (request/response only)",
 }
 _NOT_INGESTED = "resource type not ingested"
+_BOM = b"\xef\xbb\xbf"  # some exporters start UTF-8 files with a byte-order mark; JSON forbids it
 
 
 def ingest_json(path: Path, ing: Ingestor) -> None:
@@ -101,6 +102,8 @@ def _ingest_ndjson(path: Path, ing: Ingestor) -> None:
     try:
         with _open_lines(path) as fh:
             for n, line in enumerate(fh, 1):
+                if n == 1 and line[:3] == _BOM:
+                    line = line[3:]
                 if not line.strip():
                     continue
                 position = f"line {n}"
@@ -124,8 +127,8 @@ def _ingest_ndjson(path: Path, ing: Ingestor) -> None:
 def _read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
-        return gzip.decompress(data)
-    return data
+        data = gzip.decompress(data)
+    return data[3:] if data[:3] == _BOM else data
 
 
 @contextmanager
@@ -225,12 +228,11 @@ class _Reader:
             if problem is not None:
                 ing.reject(file, position, rt, problem, _text(raw) if raw is not None else _dumps(res))
                 return
-        extract = EXTRACTORS.get(rt)
-        if extract is None:
+        if rt not in EXTRACTORS:
             ing.skipped(rt, _SKIP_REASONS.get(rt, _NOT_INGESTED))
             return
         try:
-            pid, events = extract(res, scope, full_url)
+            pid, events = _extract(rt, res, scope, full_url)
         except Skip as exc:
             ing.skipped(rt, exc.reason)
             return
@@ -254,11 +256,13 @@ class _Reader:
         subject = ids.subject_id(pid)
         seq = ing.next_seq()
         writer = ing.events
-        writer.add_rows([(subject, *ev[:7], rt, record_id, seq) for ev in events])
         descriptions = writer.descriptions
-        for ev in events:
-            if ev[7] and ev[1] not in descriptions:
-                writer.describe(ev[1], ev[7])
+        rows = []
+        for time, code, num, text, unit, end, recorded, display in events:
+            rows.append((subject, time, code, num, text, unit, end, recorded, rt, record_id, seq))
+            if display and code not in descriptions:
+                descriptions[code] = display
+        writer.add_rows(rows)
 
     def finish(self) -> None:
         """Retry deferred records now that every input has been read; what still fails is rejected."""
@@ -267,7 +271,7 @@ class _Reader:
         for file, position, res, full_url, scope in pending:
             rt = res["resourceType"]
             try:
-                pid, events = EXTRACTORS[rt](res, scope, full_url)
+                pid, events = _extract(rt, res, scope, full_url)
             except Skip as exc:
                 ing.skipped(rt, exc.reason)
                 continue
@@ -276,6 +280,15 @@ class _Reader:
                 continue
             self._emit(rt, res, full_url, pid, events)
             ing.converted(rt)
+
+
+def _extract(rt: str, res: dict[str, Any], scope: Scope, full_url: str | None) -> tuple[str, list[Any]]:
+    """Run the extractor; a resource whose elements have unexpected JSON types (an object where FHIR has
+    a list, a number for a string, ...) is rejected instead of stopping the run."""
+    try:
+        return EXTRACTORS[rt](res, scope, full_url)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise Reject(f"malformed {rt}: unexpected element structure ({type(exc).__name__})") from None
 
 
 def _dumps(value: Any) -> str:

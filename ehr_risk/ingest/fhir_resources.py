@@ -5,7 +5,7 @@ fact to keep), `Reject` (unusable, with a value-free reason) or `Defer` (a refer
 resolve). An event is the tuple `Ev` = (time_us, code, numeric_value, text_value, unit, end_us,
 recorded_us, description).
 
-Field conventions (the same as the CSV reader's):
+Field conventions (CSV readers should mirror them so both sources give the same events):
 - time: the clinical time (onset, effective, performed, occurrence, authoredOn, period start); resources
   without one are rejected. Conditions and allergies fall back to recordedDate, observations and reports
   to issued (later than the clinical time, so never a leak); an observation with neither, listed as a
@@ -21,6 +21,7 @@ Field conventions (the same as the CSV reader's):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,19 @@ CodeGetter = Callable[[dict[str, Any], Scope], tuple[str, str | None]]
 
 UCUM = "http://unitsofmeasure.org"
 BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
-_VALUE_KEYS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger")
+_VALUE_KEYS = (
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueDateTime",
+    "valueTime",
+    "valueRatio",
+    "valueRange",
+    "valuePeriod",
+    "valueSampledData",
+)
 
 
 def _dt(holder: dict[str, Any], name: str, where: str = "") -> int | None:
@@ -99,7 +112,7 @@ def patient(res: dict[str, Any], scope: Scope, full_url: str | None) -> Extracte
         events.append((birth, codes.MEDS_BIRTH, None, None, None, None, None, "Birth"))
     gender = codes.gender_code(res.get("gender"))
     if gender:
-        events.append((None, gender, None, None, None, None, None, None))
+        events.append((None, gender, None, None, None, None, None, f"Administrative gender {gender[7:]}"))
     for ext in res.get("extension") or ():
         if not isinstance(ext, dict):
             continue
@@ -160,15 +173,19 @@ def _value(holder: dict[str, Any], code: str) -> tuple[float | None, str | None,
 
 
 def _canonical(code: str, value: float, unit: str | None) -> tuple[float, str | None]:
-    try:
-        value, unit = units.canonical(code, value, unit)
-    except units.UnitError as exc:
-        raise Reject(exc.reason) from None
-    if not units.plausible(code, value):
-        rng = units.plausible_range(code)
-        where = f" (outside {rng[0]:g}-{rng[1]:g} {rng[2]})" if rng else ""
-        raise Reject(f"implausible value for {code}{where}")
-    return value, unit or None
+    """The value in the canonical unit of `code` (units.py), rejected when unconvertible or implausible."""
+    plan = units.converter(code, unit)
+    if plan is None:  # no canonical unit for this code: kept as given
+        if not math.isfinite(value):
+            raise Reject(f"non-finite value for {code}")
+        return value, unit or None
+    if isinstance(plan, str):
+        raise Reject(plan)
+    convert, canonical_unit, low, high = plan
+    value = convert(value)
+    if not low <= value <= high:  # also False for NaN
+        raise Reject(f"implausible value for {code} (outside {low:g}-{high:g} {canonical_unit})")
+    return value, canonical_unit
 
 
 def _quantity(
@@ -183,7 +200,13 @@ def observation(res: dict[str, Any], scope: Scope, full_url: str | None) -> Extr
     if status == "entered-in-error" or status == "cancelled":
         raise Skip(f"Observation status {status}")
     pid = resolve_patient(res.get("subject"), scope)
-    time = _first_time(res, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"))
+    effective = res.get("effectiveDateTime")
+    if type(effective) is str:  # the common shape, parsed without the generic fallbacks
+        time = parse_datetime_us(effective)
+        if time is None:
+            raise Reject("unparseable date in effectiveDateTime")
+    else:
+        time = _first_time(res, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"))
     recorded = _dt(res, "issued")
     if time is None:
         report = scope.report_time(res, full_url)
@@ -192,11 +215,11 @@ def observation(res: dict[str, Any], scope: Scope, full_url: str | None) -> Extr
             recorded = parse_datetime_us(report[1])
         if time is None:
             raise Reject("no effective[x] or issued time")
-    end = _period(res, "effectivePeriod")[1]
+    end = _period(res, "effectivePeriod")[1] if "effectivePeriod" in res else None
     events: list[Ev] = []
     components = res.get("component") or ()
     own = codes.pick_coding(_codings(res.get("code")))
-    has_value = "dataAbsentReason" in res or any(k in res for k in _VALUE_KEYS) or not components
+    has_value = not components or "dataAbsentReason" in res or any(k in res for k in _VALUE_KEYS)
     if own is not None and has_value:
         num, text, unit = _value(res, own[0])
         events.append((time, own[0], num, text, unit, end, recorded, own[1]))

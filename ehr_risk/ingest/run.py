@@ -24,7 +24,7 @@ from ehr_risk.ingest.summary import IngestSummary
 from ehr_risk.tables import load_schema, write_table
 
 MEDS_VERSION = "0.4"
-_SHARD_TARGET_BYTES = 256 * 1024 * 1024  # raw input bytes per shard: bounds memory at finish()
+_SHARD_TARGET_BYTES = 64 * 1024 * 1024  # raw input bytes per shard: bounds memory at finish()
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class IngestOptions:
     n_shards: int | None = None
     id_key_file: Path | None = None
     mapping: Path | None = None
-    flush_rows: int = 50_000  # events buffered before a spill: keeps memory flat as inputs grow
+    flush_rows: int = 20_000  # events buffered before a spill: keeps memory flat as inputs grow
 
 
 Message = Callable[[str], None]
@@ -124,7 +124,7 @@ def _auto_shards(plan: list[tuple[str, Path]]) -> int:
     for _, path in plan:
         files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
         size += sum(_raw_size(p) for p in files)
-    return max(1, min(256, math.ceil(size / _SHARD_TARGET_BYTES)))
+    return max(1, min(1024, math.ceil(size / _SHARD_TARGET_BYTES)))
 
 
 def _raw_size(path: Path) -> int:
@@ -181,7 +181,8 @@ def ingest(
     if options.max_reject_fraction is not None and fraction > options.max_reject_fraction:
         raise RejectLimitError(
             f"{out}: {summary.totals()['rejected']} of {summary.totals()['read']} records rejected "
-            f"({fraction:.2%} > --max-reject-fraction {options.max_reject_fraction:.2%}); see {out / 'rejects'}"
+            f"({fraction:.2%} > --max-reject-fraction {options.max_reject_fraction:.2%}); "
+            f"see {out / 'rejects'}"
         )
     return summary
 

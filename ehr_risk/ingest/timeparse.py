@@ -41,7 +41,7 @@ def parse_datetime_us(text: str | None) -> int | None:
     return _datetime_us(text)
 
 
-@lru_cache(maxsize=65536)  # timestamps repeat within an encounter; parsing dominates the cost
+@lru_cache(maxsize=16384)  # timestamps repeat within an encounter; parsing dominates the cost
 def _datetime_us(text: str) -> int | None:
     try:
         dt = datetime.fromisoformat(text)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 class UnitError(ValueError):
@@ -216,6 +217,23 @@ def canonical(code: str, value: float, unit: str | None) -> tuple[float, str]:
     if convert is None:
         raise UnitError(f"unit {unit.strip()[:24]!r} not convertible to {analyte.unit} for {_key(code)}")
     return convert(value), analyte.unit
+
+
+@lru_cache(maxsize=4096)
+def converter(code: str, unit: str | None) -> tuple[Convert, str, float, float] | str | None:
+    """Cached plan for one (code, unit) pair, for readers converting many values: None when the code has
+    no canonical unit, a reason string when the unit cannot be converted, else (convert, canonical unit,
+    plausible low, plausible high)."""
+    analyte = BY_CODE.get(_key(code))
+    if analyte is None:
+        return None
+    try:
+        canonical(code, 1.0, unit)
+    except UnitError as exc:
+        return exc.reason
+    if unit is None or not unit.strip():
+        return _same, analyte.unit, analyte.low, analyte.high
+    return analyte.conversions[normalize_unit(unit)], analyte.unit, analyte.low, analyte.high
 
 
 def plausible(code: str, value: float) -> bool:

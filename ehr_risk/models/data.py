@@ -108,7 +108,7 @@ class SequenceDataset(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.arrays)
 
-    def __getitem__(self, rows: list[int]) -> dict[str, torch.Tensor]:  # type: ignore[override]
+    def __getitem__(self, rows: list[int]) -> dict[str, torch.Tensor]:
         r = np.asarray(rows, dtype=np.int64)
         batch = build_batch(self.arrays, r, self.max_len)
         if self.interval is not None and self.event is not None and self.task_mask is not None:

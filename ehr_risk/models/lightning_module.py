@@ -36,6 +36,7 @@ class FitSettings:
     grad_clip: float = 1.0
     accelerator: str = "auto"
     progress: bool = False
+    threads: int | None = None  # torch CPU threads; None keeps torch's default
 
 
 @dataclass
@@ -160,6 +161,8 @@ def fit_network(
 ) -> FitResult:
     """Train with early stopping on the tuning split and return the best network (CPU, eval mode)."""
     L.seed_everything(settings.seed, workers=True, verbose=False)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     module = HazardModule(config.to_dict(), task_names, primary_horizons, settings.lr, settings.weight_decay)
     set_static_statistics(module.net, train.arrays.static)
     accelerator, precision, deterministic = _device_settings(settings.accelerator)

@@ -171,9 +171,10 @@ def fingerprint(files: list[Path]) -> str:
 def schema_versions(files: list[Path], meta: dict[str, Any]) -> dict[str, str]:
     """Schema versions stamped in the parquet files by ehr_risk.tables, plus those dataset.json records."""
     out: dict[str, str] = {}
-    declared = meta.get("schema_versions")
-    if isinstance(declared, dict):
-        out.update({str(k): str(v) for k, v in declared.items()})
+    for key in ("schemas", "schema_versions"):
+        declared = meta.get(key)
+        if isinstance(declared, dict):
+            out.update({str(k): str(v) for k, v in declared.items()})
     for path in files:
         stamp = (pq.read_schema(path).metadata or {}).get(b"ehr_risk.schema")
         if stamp:

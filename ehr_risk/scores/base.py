@@ -12,7 +12,7 @@ Reasons hold column names and published bounds only, never the patient's value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
@@ -221,19 +221,3 @@ class RiskEquation(ClassifierMixin, BaseEstimator):
         missing = [c for c in self.required_columns if c not in X.columns]
         if missing:
             raise InputDataError(f"{self.name}: missing input column(s) {', '.join(missing)}")
-
-
-def describe(equations: Sequence[RiskEquation]) -> list[dict[str, Any]]:
-    """Inputs and valid ranges of each equation (for docs and `--help`)."""
-    return [
-        {
-            "name": eq.name,
-            "outcome": eq.target,
-            "horizon_years": eq.horizon_years,
-            "inputs": [
-                {"column": v.column, "kind": v.kind, "range": v.range_text() if v.kind == "numeric" else None}
-                for v in eq.variables()
-            ],
-        }
-        for eq in equations
-    ]

@@ -23,8 +23,10 @@ _ROUTINE = (C.CHECKUP, C.FOLLOWUP)
 def _first(vp: Array, mask: Array) -> Array:
     """Index of the first visit per patient among those where mask holds (visits sorted by patient, day)."""
     idx = np.flatnonzero(mask)
-    _, first = np.unique(vp[idx], return_index=True)
-    return idx[first]
+    pats = vp[idx]
+    new = np.ones(len(idx), bool)
+    new[1:] = pats[1:] != pats[:-1]
+    return idx[new]
 
 
 def _visits(s: State, y: Year, rng: np.random.Generator, p: SynthParams) -> dict[str, Array]:

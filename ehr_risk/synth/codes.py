@@ -41,7 +41,7 @@ CONDITIONS: list[Diagnosis] = [
     ),
     Diagnosis(
         Concept("433144002", "Chronic kidney disease stage 3 (disorder)"),
-        Concept("N18.30", "Chronic kidney disease, stage 3 unspecified"),
+        Concept("N18.3", "Chronic kidney disease, stage 3 (moderate)"),
     ),
     Diagnosis(
         Concept("49436004", "Atrial fibrillation (disorder)"),

@@ -137,7 +137,7 @@ _FAMILY = [
 
 
 def simulate_chunk(opts: SynthOptions, index: int, n: int) -> Chunk:
-    draw = math.ceil(n * 1.4) + 20
+    draw = math.ceil(n * 1.08) + 30  # ~97 % live to their first day of records; the loop covers the rest
     for attempt in range(8):
         chunk = _simulate(opts, index, n, draw, attempt)
         if len(chunk.ids) == n:
@@ -235,6 +235,7 @@ def _truth_rows(
             for who, day in events[k]:
                 after = day >= lr.landmark_day
                 np.minimum.at(first, who[after], day[after])
+            first[first > end_day] = NEVER
             for h_i, h in enumerate(opts.horizons):
                 m = len(people)
                 cols["pat"].append(pos[people])
@@ -254,6 +255,10 @@ def generate(opts: SynthOptions, out: Path, progress: Callable[[int], None] | No
     from ehr_risk.synth.output import TruthWriter, open_writer
 
     opts.check()
+    records = out / ("csv" if opts.format == "synthea-csv" else "fhir")
+    for folder in (records, out / "truth"):
+        if folder.is_dir() and any(folder.iterdir()):
+            raise ConfigError(f"{folder}: not empty; choose a new --out (records of two runs must not mix)")
     out.mkdir(parents=True, exist_ok=True)
     writer = open_writer(opts, out)
     truth = TruthWriter(out, opts)

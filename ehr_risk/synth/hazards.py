@@ -131,7 +131,7 @@ def hazards(x: Covariates, p: SynthParams) -> dict[str, Array]:
         + d.bmi_sq * (x.bmi - 25.0) ** 2
         + d.unstable * _f(x.unstable)
     )
-    cap = 20.0  # keeps exp() finite for extreme synthetic values; hazards are capped at e^3 per year below
+    cap = 20.0  # keeps exp() finite for extreme synthetic values
     return {
         "ascvd": a.base * np.exp(np.minimum(lp_ascvd, cap)),
         "hf": h.base * np.exp(np.minimum(lp_hf, cap)),

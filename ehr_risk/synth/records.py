@@ -42,7 +42,7 @@ class Recorder:
             return
         for c, dtype in spec.items():
             v = cols[c]
-            arr = np.asarray(v, dtype=dtype) if np.ndim(v) > 0 else np.full(n, v, dtype=dtype)
+            arr: Array = np.asarray(v, dtype=dtype) if np.ndim(v) > 0 else np.full(n, v, dtype=dtype)
             self.parts[table][c].append(arr)
 
     def add_encounters(self, pat: Array, day: Array, sec: Array, kind: Array, reason: Array) -> Array:
