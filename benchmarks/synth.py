@@ -63,7 +63,8 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    one = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS")
+    env = {**os.environ, **dict.fromkeys(one, "1")}
     results = {}
     for fmt in (args.format, "none"):
         tmp = Path(tempfile.mkdtemp(prefix="synth-bench-"))

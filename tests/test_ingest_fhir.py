@@ -348,3 +348,12 @@ def test_byte_order_mark_is_tolerated(tmp_path: Path) -> None:
     (tmp_path / "in" / "patients.json").write_bytes(bom + (FIXTURES / "bulk" / "Patient.ndjson").read_bytes())
     s = run_ingest([tmp_path / "in"], tmp_path / "out")
     assert s["files_failed"] == 0 and s["by_resource_type"]["Patient"]["converted"] == 4
+
+
+def test_ndjson_under_a_json_name_with_a_long_first_line(tmp_path: Path) -> None:
+    first = {"resourceType": "Patient", "id": "L1", "gender": "male", "text": {"div": "x" * 40_000}}
+    second = {"resourceType": "Patient", "id": "L2", "gender": "female"}
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "export.json").write_text(json.dumps(first) + "\n" + json.dumps(second) + "\n")
+    s = run_ingest([tmp_path / "in"], tmp_path / "out")
+    assert s["files_failed"] == 0 and s["by_resource_type"]["Patient"]["converted"] == 2

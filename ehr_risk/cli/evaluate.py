@@ -16,13 +16,13 @@ from ehr_risk.cli import app
 
 
 def load_predictions(predictions: Path | None) -> tuple[Any, dict[str, Any]]:
-    """The predictions table and model-card context from the chosen source."""
+    """The predictions table and model-card context from a file."""
     import polars as pl
 
     from ehr_risk.errors import InputDataError
 
     if predictions is None:
-        raise InputDataError("evaluate: give --predictions FILE.parquet")
+        raise InputDataError("evaluate: give --model with --dataset, or --predictions FILE.parquet")
     if not predictions.exists():
         raise InputDataError(f"{predictions}: predictions file not found")
     try:
@@ -37,12 +37,56 @@ def load_predictions(predictions: Path | None) -> tuple[Any, dict[str, Any]]:
     return df, {}
 
 
+def model_predictions(
+    model: str, dataset: Path | None, task: str | None, split: str, events: Path | None, compare: list[str] | None
+) -> tuple[Any, dict[str, Any], str, float]:
+    """Score a registered model (or run) on a dataset split with the clinical scores on the same rows.
+
+    Returns the table, the model-card context, the model's run id and the task's primary horizon."""
+    import json
+
+    from ehr_risk import registry
+    from ehr_risk.errors import InputDataError
+    from ehr_risk.holdout import predictions_table
+    from ehr_risk.tasks import load_task
+
+    if dataset is None:
+        raise InputDataError("evaluate: --model needs --dataset DIR")
+    uri = model if ":/" in model else f"runs:/{model}/predictor"  # a bare run id
+    predictor = registry.load_predictor(uri)
+    name = task or predictor.tasks[0]
+    table = predictions_table(predictor, dataset, name, split=split, compare=compare, events=events)
+    meta_path = dataset / "dataset.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    context = {
+        "model": uri,
+        "model_kind": predictor.model_kind,
+        "task": name,
+        "split": split,
+        "dataset": str(dataset),
+        "data_end": meta.get("data_end"),
+        "cohort": (meta.get("counts") or {}),
+        "training": {k: v for k, v in predictor.metadata.items() if k != "git_commit"},
+    }
+    return table, context, str(predictor.metadata.get("run_id", "")), load_task(name).primary_horizon
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
 @app.command()
 def evaluate(
+    model: str | None = typer.Option(
+        None, "--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or a run id (with --dataset)."
+    ),
+    dataset: Path | None = typer.Option(None, "--dataset", help="Dataset folder made by `ehr-risk dataset`."),
+    task: str | None = typer.Option(None, "--task", help="Task to evaluate (default: the model's first)."),
+    split: str = typer.Option("held_out", "--split", help="held_out | tuning | train | all."),
+    events: Path | None = typer.Option(
+        None, "--events", help="Score from the events with the model's own featurizers (a model trained on "
+        "another build of the dataset needs this)."
+    ),
     predictions: Path | None = typer.Option(
         None, "--predictions", help="Parquet (or CSV) with one row per subject_id, prediction_time."
     ),
@@ -84,7 +128,15 @@ def evaluate(
     from ehr_risk.evaluation import TimeToEvent
     from ehr_risk.evaluation import evaluate as run_evaluation
 
-    df, ctx = load_predictions(predictions)
+    run_id = ""
+    if model is not None:
+        df, ctx, run_id, task_horizon = model_predictions(
+            model, dataset, task, split, events, _split(compare) if compare else None
+        )
+        horizon_years = horizon_years or task_horizon
+        compare = compare or ",".join(c for c in df.columns if f"{c}_reason" in df.columns)
+    else:
+        df, ctx = load_predictions(predictions)
     if context is not None:
         try:
             ctx |= json.loads(context.read_text())
@@ -135,4 +187,21 @@ def evaluate(
     if tte.get("harrell_c", {}).get("estimate") is not None:
         harrell, uno = tte["harrell_c"]["estimate"], tte.get("uno_c", {}).get("estimate") or float("nan")
         print(f"  {model_column}: Harrell's C {harrell:.3f}, Uno's C {uno:.3f}")
+    if run_id:
+        from ehr_risk import registry
+
+        registry.log_artifacts(run_id, out, "evaluation")
+        registry.log_metrics(run_id, evaluation_metrics(m, model_column))
+        print(f"evaluate: report logged to MLflow run {run_id} (artifacts/evaluation)")
     print(f"evaluate: report in {out / 'report.html'}")
+
+
+def evaluation_metrics(metrics: dict[str, Any], model_column: str) -> dict[str, float]:
+    """Headline numbers for the MLflow run: the model's point estimates and interval bounds."""
+    out: dict[str, float] = {}
+    for name in ("auroc", "auprc", "brier", "scaled_brier", "calibration_slope", "calibration_intercept", "ici"):
+        entry = metrics["scores"][model_column]["metrics"].get(name, {})
+        for key in ("estimate", "ci_low", "ci_high"):
+            if entry.get(key) is not None:
+                out[f"eval_{name}" + ("" if key == "estimate" else f"_{key}")] = float(entry[key])
+    return out

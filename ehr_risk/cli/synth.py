@@ -37,7 +37,7 @@ def synth(
         8, "--replicates", min=1, help="Future paths averaged per person for the truth."
     ),
     chunk_size: int = typer.Option(
-        1000, "--chunk-size", min=10, help="Patients simulated and written at a time."
+        4000, "--chunk-size", min=10, help="Patients simulated and written at a time."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:

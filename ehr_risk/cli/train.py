@@ -35,6 +35,9 @@ def train(
     from ehr_risk.train_config import load_train_config
 
     if not verbose:
+        import lightning.pytorch  # noqa: F401  (their imports set their loggers' levels: quiet them after)
+        import mlflow  # noqa: F401
+
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", module="lightning.*")

@@ -102,22 +102,35 @@ class CsvFile:
 
         Same-key rows further apart than one batch get the same rank, so the later one counts as a
         duplicate record in the summary (documented; Synthea writes a record's rows together).
+        One stable sort gives the groups, each row's place in its group and the carry to the next batch.
         """
-        uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
-        rank = np.zeros(len(key), dtype=np.int64)
-        if len(uniq) < len(key):  # rank within the batch: position inside each group, in file order
-            order = np.argsort(inverse, kind="stable")
-            starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-            rank[order] = np.arange(len(key)) - starts[inverse[order]]
-        prior = np.zeros(len(uniq), dtype=np.int64)
-        if self._carry is not None:
-            keys, seen = self._carry
-            at = np.searchsorted(keys, uniq).clip(max=len(keys) - 1)
-            hit = keys[at] == uniq
-            prior[hit] = seen[at[hit]]
-            rank += prior[inverse]
-        self._carry = (uniq, prior + counts)
+        n = len(key)
+        ordered = np.sort(key)
+        if n < 2 or not (ordered[1:] == ordered[:-1]).any():  # all keys distinct: rank = carried count
+            seen = self._prior(ordered)
+            rank = self._prior(key) if seen.any() else np.zeros(n, dtype=np.int64)
+            self._carry = (ordered, seen + 1)
+            return rank
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        first = np.ones(n, dtype=bool)
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        uniq = ordered[starts]
+        prior = self._prior(uniq)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - starts[group] + prior[group]
+        self._carry = (uniq, prior + np.diff(starts, append=n))
         return rank
+
+    def _prior(self, key: np.ndarray) -> np.ndarray:
+        """Rows the previous batch had with each of `key` (0 when none)."""
+        if self._carry is None:
+            return np.zeros(len(key), dtype=np.int64)
+        keys, seen = self._carry
+        at = np.searchsorted(keys, key).clip(max=len(keys) - 1)
+        return np.where(keys[at] == key, seen[at], 0)
 
 
 def keyed(

@@ -261,12 +261,18 @@ def observations(ctx: SyntheaContext, src: SchemaFile, b: pl.DataFrame) -> Conve
 
 def _code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.Series:
     """Display texts of coded answers → `VOCAB/code` (SYNTHEA_ANSWERS; causes of death by condition)."""
-    frame = pl.DataFrame({"c": code, "t": text}).with_columns(pl.col("t").str.to_lowercase().alias("l"))
     known = [(c, t, v) for (c, t), v in SYNTHEA_ANSWERS.items()]
     known += [(CAUSE_OF_DEATH, d, v) for d, v in ctx.condition_codes.items()]
     table = pl.DataFrame(known, schema={"c": pl.String, "l": pl.String, "v": pl.String}, orient="row")
-    joined = frame.join(table, on=["c", "l"], how="left", maintain_order="left")
-    return joined.select(pl.coalesce("v", "t")).to_series().alias("text_value")
+    # only the few rows with a text answer to a coded question are looked up (lower-cased, joined)
+    where = (text.is_not_null() & code.is_in(table.get_column("c").unique().to_list())).arg_true()
+    if where.is_empty():
+        return text.alias("text_value")
+    rows = pl.DataFrame({"c": code.gather(where), "t": text.gather(where)})
+    joined = rows.with_columns(pl.col("t").str.to_lowercase().alias("l")).join(
+        table, on=["c", "l"], how="left", maintain_order="left"
+    )
+    return text.scatter(where, joined.select(pl.coalesce("v", "t")).to_series()).alias("text_value")
 
 
 CONVERTERS: dict[str, Callable[[SyntheaContext, SchemaFile, pl.DataFrame], Converted]] = {

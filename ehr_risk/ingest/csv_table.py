@@ -96,13 +96,11 @@ class SchemaFile:
         Rows with an unconvertible unit or an impossible value are rejected with a value-free reason;
         returns both frames without them, numbers in canonical units (unit null where there is no number).
         """
-        values = canonicalize(values)
-        errors = values.get_column("_unit_error")
+        values, errors, bad = _convert_values(values)
         for reason in errors.drop_nulls().unique().sort().to_list():
-            bad = (errors == reason).fill_null(False)
-            b, values, errors = self.reject(b, bad, reason), values.filter(~bad), errors.filter(~bad)
-        values = values.drop("_unit_error")
-        bad = implausible(values.get_column("code"), values.get_column("numeric_value"))
+            this = (errors == reason).fill_null(False)
+            b, values = self.reject(b, this, reason), values.filter(~this)
+            errors, bad = errors.filter(~this), bad.filter(~this)
         for code in values.filter(bad).get_column("code").unique().sort().to_list():
             rng = units.plausible_range(code)
             where = f" (outside {rng[0]:g}-{rng[1]:g} {rng[2]})" if rng else ""
@@ -115,6 +113,30 @@ class SchemaFile:
         # a unit without a number (NA value, text answer) says nothing: dropped, as FHIR has none there
         unit = pl.when(pl.col("numeric_value").is_not_null()).then(pl.col("unit").replace("", None))
         return b, values.with_columns(unit.alias("unit"))
+
+
+def _convert_values(values: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
+    """(values in canonical units, unit error reason or null, implausible) for code/numeric_value/unit.
+
+    Only rows whose code has a canonical unit are converted and range-checked (`canonicalize`,
+    `implausible`); other numbers pass through as read and only NaN/infinity is implausible there.
+    Implausible is false where the unit is an error (that reason wins).
+    """
+    code, number = values.get_column("code"), values.get_column("numeric_value")
+    bad = (number.is_nan() | number.is_infinite()).fill_null(False)
+    errors = pl.Series("_unit_error", [None] * values.height, dtype=pl.String)
+    where = (number.is_not_null() & code.is_in(list(units.BY_CODE))).arg_true()
+    if where.is_empty():
+        return values, errors, bad
+    sub = canonicalize(values[where])
+    sub_bad = implausible(sub.get_column("code"), sub.get_column("numeric_value"))
+    values = values.with_columns(
+        number.clone().scatter(where, sub.get_column("numeric_value")),
+        values.get_column("unit").clone().scatter(where, sub.get_column("unit")),
+    )
+    errors = errors.scatter(where, sub.get_column("_unit_error"))
+    bad = bad.scatter(where, sub_bad) & errors.is_null()
+    return values, errors, bad
 
 
 __all__ = ["LINE", "SchemaFile", "typed"]

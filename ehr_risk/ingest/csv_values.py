@@ -51,6 +51,12 @@ def parse_times(values: pl.Series, tz: str = "UTC", fmt: str | None = None) -> p
     text = values.cast(pl.String).str.strip_chars()
     if fmt is not None:
         return _try(text, fmt, aware="%z" in fmt or "%#z" in fmt, tz=tz)
+    # fast path: Synthea and most exports write `YYYY-MM-DDThh:mm:ssZ` (UTC) or `YYYY-MM-DD` in a whole
+    # column; one parse of the column, no time-zone arithmetic (`Z` is UTC whatever `tz` says)
+    for fast, aware in (("%Y-%m-%dT%H:%M:%SZ", True), ("%Y-%m-%d", False)):
+        got = text.str.to_datetime(fast, strict=False, time_unit="us")
+        if got.null_count() == text.null_count():
+            return _try(text, fast, aware, tz) if not aware and tz != "UTC" else got.alias(values.name)
     result = pl.Series(values.name, [None] * len(text), dtype=_US)
     todo = text.is_not_null()
     candidates = [(f, True) for f in _AWARE] + [(f, False) for f in _NAIVE]

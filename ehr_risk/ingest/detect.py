@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ehr_risk.ingest.run import Ingestor
 
 FHIR_JSON, FHIR_NDJSON, CSV_FILE, SYNTHEA_CSV = "fhir-json", "fhir-ndjson", "csv", "synthea-csv"
-_SNIFF_BYTES = 1 << 16
+_SNIFF_BYTES = 1 << 14  # a longer first NDJSON line reads as JSON; the JSON reader then falls back
 
 
 def _stem(path: Path) -> str:
@@ -19,7 +19,7 @@ def _stem(path: Path) -> str:
 
 
 def _sniff(path: Path) -> str | None:
-    """Tell NDJSON from a JSON document by its first two non-blank lines (within the first 64 KiB)."""
+    """Tell NDJSON from a JSON document by its first two non-blank lines (within the first 16 KiB)."""
     opener = gzip.open if path.name.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:  # bounded read: a minified bundle is one huge line

@@ -79,6 +79,10 @@ def _ingest_json(path: Path, ing: Ingestor) -> None:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if exc.lineno > 1 and _first_line_is_object(data):  # NDJSON under a .json name
+            del data
+            _ingest_ndjson(path, ing)
+            return
         ing.file_failed(name, f"not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})")
         return
     del data
@@ -122,6 +126,13 @@ def _ingest_ndjson(path: Path, ing: Ingestor) -> None:
                 reader.resource(res, scope, None, name, position, line)
     except (OSError, EOFError, zlib.error) as exc:
         ing.file_failed(name, f"{_io_reason(exc)} (after line {n})" if n else _io_reason(exc))
+
+
+def _first_line_is_object(data: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(data.split(b"\n", 1)[0]), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -85,9 +85,14 @@ class Pseudonymizer:
 
     def id_map(self) -> pa.Table:
         items = sorted(self._subjects.items())
-        return pl.DataFrame(  # built with polars: pa.array on Python lists would import pandas
-            [
-                pl.Series("source_id", [k for k, _ in items], dtype=pl.String),
-                pl.Series("subject_id", [v for _, v in items], dtype=pl.Int64),
-            ]
-        ).to_arrow()
+        from ehr_risk.ingest.output import arrow_table
+
+        return arrow_table(  # built with polars: pa.array on Python lists would import pandas
+            pl.DataFrame(
+                [
+                    pl.Series("source_id", [k for k, _ in items], dtype=pl.String),
+                    pl.Series("subject_id", [v for _, v in items], dtype=pl.Int64),
+                ]
+            ),
+            "subject_ids",
+        )

@@ -29,10 +29,10 @@ def _flat(table: pa.Table, name: str, dtype: type) -> np.ndarray:
 class SequenceArrays:
     """Ragged sequences as flat arrays plus offsets (row i is flat[offsets[i]:offsets[i+1]])."""
 
-    tokens: np.ndarray  # int64
+    tokens: np.ndarray  # int32 (compact; batches are int64)
     delta_days: np.ndarray  # float32
     age_years: np.ndarray  # float32
-    value_bin: np.ndarray  # int64
+    value_bin: np.ndarray  # int8
     offsets: np.ndarray  # int64, n + 1
     static: np.ndarray  # (n, S) float32, S may be 0
 
@@ -51,10 +51,10 @@ class SequenceArrays:
         np.cumsum(lengths, out=offsets[1:])
         n = sequence.num_rows
         return cls(
-            tokens=_flat(sequence, "tokens", np.int64),
+            tokens=_flat(sequence, "tokens", np.int32),
             delta_days=_flat(sequence, "delta_days", np.float32),
             age_years=_flat(sequence, "age_years", np.float32),
-            value_bin=_flat(sequence, "value_bin", np.int64),
+            value_bin=_flat(sequence, "value_bin", np.int8),
             offsets=offsets,
             static=np.zeros((n, 0), np.float32) if static is None else static.astype(np.float32, copy=False),
         )
@@ -78,8 +78,8 @@ def build_batch(arrays: SequenceArrays, rows: np.ndarray, max_len: int) -> dict[
         return torch.from_numpy(out)
 
     batch = {
-        "tokens": take(arrays.tokens, 0),
-        "value_bin": take(arrays.value_bin, 0),
+        "tokens": take(arrays.tokens, 0).long(),
+        "value_bin": take(arrays.value_bin, 0).long(),
         "delta_days": take(arrays.delta_days, 0.0),
         "age_years": take(arrays.age_years, 0.0),
     }

@@ -182,11 +182,15 @@ def fit_network(
         num_sanity_val_steps=0,
         log_every_n_steps=50,
     )
-    trainer.fit(
-        module,
-        make_loader(train, settings.batch_size, shuffle=True, seed=settings.seed),
-        make_loader(tuning, settings.batch_size, shuffle=False),
-    )
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        trainer.fit(
+            module,
+            make_loader(train, settings.batch_size, shuffle=True, seed=settings.seed),
+            make_loader(tuning, settings.batch_size, shuffle=False),
+        )
+    finally:  # Trainer(deterministic=True) switches a process-wide flag: give it back as it was
+        torch.use_deterministic_algorithms(was_deterministic)
     net = module.net.cpu()
     if keep.state is not None:
         net.load_state_dict(keep.state)

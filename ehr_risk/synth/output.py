@@ -51,14 +51,14 @@ def truth_table(ch: Chunk) -> pa.Table:
     risk = t["risk"].astype(np.float64)
     return pa.table(
         {
-            "source_id": pa.array([ch.ids[i] for i in pat], pa.string()),
+            "source_id": pa.array(ch.ids, pa.string()).take(pat),
             "landmark": _timestamps(t["landmark"].astype(np.int64)),
-            "outcome": pa.array([OUTCOMES[i] for i in t["outcome"]], pa.string()),
+            "outcome": pa.array(OUTCOMES, pa.string()).take(t["outcome"].astype(np.int64)),
             "horizon_years": pa.array(t["horizon"].astype(np.int8)),
             "risk": pa.array(risk, pa.float64(), mask=np.isnan(risk)),
             "prevalent": pa.array(t["prevalent"].astype(bool)),
             "age_years": pa.array(t["age"].astype(np.float32)),
-            "sex": pa.array(np.where(ch.state.male[pat], "male", "female").tolist(), pa.string()),
+            "sex": pa.array(["female", "male"], pa.string()).take(ch.state.male[pat].astype(np.int64)),
             "event_time": _timestamps(t["event_day"].astype(np.int64)),
             "end_time": _timestamps(t["end_day"].astype(np.int64)),
         }
