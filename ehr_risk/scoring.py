@@ -67,11 +67,29 @@ def event_shards(events_dir: Path) -> list[Path]:
 
 
 def eligible_times(events: pl.DataFrame, task: Any, as_of: dt.datetime) -> pl.DataFrame:
-    """(subject_id, prediction_time) for subjects in the task's population at `as_of`."""
-    from ehr_risk.cohort import build_cohort
+    """(subject_id, prediction_time = as_of) for the subjects in the task's population at `as_of`.
 
-    rows, _ = build_cohort(events, task, as_of=as_of)
-    return rows.select("subject_id", "prediction_time").unique().sort("subject_id")
+    The task's own cohort steps decide (alive, look-back, age, sex, prior-outcome and other exclusions),
+    at a single landmark just after the as-of date; follow-up cannot be required of people being scored,
+    so the end of follow-up is set past the landmark. `events` must already be cut at `as_of`.
+    """
+    from ehr_risk.cohort import build_cohort
+    from ehr_risk.tasks import Censoring, LandmarkTimes
+
+    landmark = as_of.date() + dt.timedelta(days=1)
+    scoring_task = task.model_copy(
+        update={
+            "prediction_times": LandmarkTimes(type="landmark", dates=[landmark]),
+            "censoring": Censoring(end_of_followup="data_end", data_end_date=landmark + dt.timedelta(days=1)),
+        }
+    )
+    rows, _ = build_cohort(events, scoring_task)
+    return (
+        rows.select("subject_id")
+        .unique()
+        .sort("subject_id")
+        .with_columns(pl.lit(as_of, pl.Datetime("us")).alias("prediction_time"))
+    )
 
 
 def score_shard(

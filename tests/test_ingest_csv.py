@@ -207,6 +207,23 @@ def test_same_input_twice_gives_the_same_table(tmp_path: Path) -> None:
     assert summary["skipped_reasons"]["duplicate record (same type and id)"] == summary["converted"]
 
 
+def test_tiny_spills_and_many_shards_give_the_same_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's spill size is an implementation detail: one spill per few rows across several shards
+    (duplicates spread over spills) must give the table and summary of one big spill."""
+    from ehr_risk.ingest import output
+
+    inputs = [FIXTURES / "synthea_current", FIXTURES / "synthea_current"]  # every record twice
+    big, big_summary = run(inputs, tmp_path / "big", n_shards=3)
+    monkeypatch.setattr(output, "SPILL_ROWS", 5)
+    small, small_summary = run(inputs, tmp_path / "small", n_shards=3)
+    assert len(list((tmp_path / "small" / "events").glob("*.parquet"))) > 1
+    assert small.equals(big)
+    assert small_summary == big_summary
+    assert big_summary["skipped_reasons"]["duplicate record (same type and id)"] == big_summary["converted"]
+
+
 def _write_extract(src: Path, dst: Path, obs_rows: slice, patients: pl.DataFrame | None = None) -> None:
     shutil.copytree(src, dst)
     obs = pl.read_csv(src / "observations.csv", infer_schema=False)

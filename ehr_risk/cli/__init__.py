@@ -33,6 +33,8 @@ from ehr_risk.cli import dataset as _dataset  # noqa: E402,F401
 from ehr_risk.cli import risk_score as _risk_score  # noqa: E402,F401
 from ehr_risk.cli import train as _train  # noqa: E402,F401
 from ehr_risk.cli import evaluate as _evaluate  # noqa: E402,F401
+from ehr_risk.cli import retrain as _retrain  # noqa: E402,F401
+from ehr_risk.cli import score as _score  # noqa: E402,F401
 
 
 def main() -> None:

@@ -91,7 +91,7 @@ class BadRows:
         return "skip"
 
 
-def _blocks(path: Path) -> Iterator[bytes]:
+def _blocks(path: Path) -> Iterator[memoryview]:
     """The file's data lines (header removed) in ~BLOCK_BYTES pieces cut at line ends.
 
     Read block by block from a (decompressing) input stream: arrow's own streaming CSV reader reads the
@@ -111,13 +111,13 @@ def _blocks(path: Path) -> Iterator[bytes]:
             buf, first = (buf[end + 1 :] if end >= 0 else b""), False
         if not data:
             if buf:
-                yield buf
+                yield memoryview(buf)
             return
         cut = buf.rfind(b"\n") + 1
         if cut == 0:  # a line longer than a block: read on
             carry = buf
             continue
-        yield buf[:cut]
+        yield memoryview(buf)[:cut]  # a view: the block is not copied again
         carry = buf[cut:]
 
 

@@ -1,9 +1,11 @@
 """Streaming writer of the sharded event table, the rejects and the code metadata.
 
-Events arrive row by row into column buffers; every `flush_rows` rows the buffer is split by shard
-(subject_id mod n_shards) and spilled to Arrow IPC parts, so memory holds one buffer, not the input.
-`finish()` builds each shard from its parts (plus the existing shard in incremental mode): duplicate
-records (same record_id) are kept once, the newest load winning, then rows are sorted by
+Events arrive row by row into column buffers (every `flush_rows` rows they become a frame) or as whole
+frames from bulk readers. Frames are held until `SPILL_ROWS` events, then spilled as one Arrow IPC file
+with the rows ordered by shard (subject_id mod n_shards), so memory holds one bounded buffer, not the
+input, and the number of spill files does not grow with the number of shards. `finish()` builds each
+shard from its row ranges of the memory-mapped spills (plus the existing shard in incremental mode):
+duplicate records (same record_id) are kept once, the newest load winning, then rows are sorted by
 (subject_id, time) with static rows first, and the shard is written through the `events` schema.
 """
 
@@ -18,7 +20,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from ehr_risk.tables import load_schema, write_table
@@ -67,6 +68,7 @@ _SPILL_DTYPES: dict[str, pl.DataType] = {  # _SPILL_SCHEMA in polars terms, but 
 }
 
 
+SPILL_ROWS = 262_144  # events held before a spill (~30 MB): bounds memory, amortises per-spill costs
 _DICT_COLUMNS = ["code", "unit", "text_value", "resource_type"]
 _STATS_COLUMNS = ["subject_id", "time", "code"]
 
@@ -105,15 +107,26 @@ def shard_name(k: int) -> str:
 class EventWriter:
     """Column buffers → spilled shard parts → final sorted, de-duplicated shards."""
 
-    def __init__(self, out: Path, n_shards: int, load_no: int = 0, flush_rows: int = 500_000):
+    def __init__(
+        self,
+        out: Path,
+        n_shards: int,
+        load_no: int = 0,
+        flush_rows: int = 500_000,
+        spill_rows: int | None = None,
+    ):
         self.out = out
         self.n_shards = n_shards
         self.load_no = load_no
         self.flush_rows = flush_rows
+        self.spill_rows = spill_rows or SPILL_ROWS
+        self._staged: list[pl.DataFrame] = []  # converted frames not yet spilled (< spill_rows rows)
+        self._staged_rows = 0
         self.tmp = out / ".ingest-tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
         self._parts = 0
+        self._where: dict[int, list[tuple[Path, int, int]]] = {}  # shard → (spill file, first row, rows)
         self.rows = 0
         self.descriptions: dict[str, str] = {}
         self._reset()
@@ -177,7 +190,7 @@ class EventWriter:
             pl.lit(self.load_no, dtype=pl.Int32).alias("_load"),
         )
         self.rows += frame.height
-        self._spill(frame)
+        self._stage(frame)
 
     def add_rows(self, rows: list[tuple[Any, ...]]) -> None:
         """Append events as tuples (subject_id, time_us, code, numeric_value, text_value, unit, end_us,
@@ -218,19 +231,51 @@ class EventWriter:
         )
         self._reset()
         self.rows += n
-        self._spill(frame)
+        self._stage(frame)
+
+    def _stage(self, frame: pl.DataFrame) -> None:
+        """Hold frames until `spill_rows` rows: fewer, larger spills (each costs a file and a slice per
+        shard at `finish`), while memory stays bounded by `spill_rows` whatever the input size."""
+        self._staged.append(frame)
+        self._staged_rows += frame.height
+        if self._staged_rows >= self.spill_rows:
+            self._spill_staged()
+
+    def _spill_staged(self) -> None:
+        if self._staged:
+            frame = pl.concat(self._staged, how="vertical") if len(self._staged) > 1 else self._staged[0]
+            self._staged, self._staged_rows = [], 0
+            self._spill(frame)
 
     def _spill(self, frame: pl.DataFrame) -> None:
-        keys = frame.get_column("subject_id") % self.n_shards
-        for k, part in frame.with_columns(keys.alias("_shard")).partition_by("_shard", as_dict=True).items():
-            path = self.tmp / f"s{int(k[0]):04d}" / f"part-{self._parts:06d}.arrow"
-            path.parent.mkdir(exist_ok=True)
-            table = part.drop("_shard").to_arrow()
-            # an Arrow IPC file (= Feather v2) written directly: feather.write_feather imports pandas; lz4
-            # costs ~15% more CPU than no compression but keeps the spill ~5x smaller on disk
-            with pa.ipc.new_file(path, table.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as w:
-                w.write_table(table)
+        """Write one spill file: the frame's rows ordered by shard (stable), and each shard's row range.
+
+        One uncompressed Arrow IPC file per spill (not one per shard and spill: creating files and
+        compressing many small buffers is what costs at many shards); `finish` memory-maps it and slices
+        one shard's rows out without reading the rest. feather.write_feather is avoided: it imports pandas.
+        """
+        if frame.is_empty():
+            return
+        shard = (frame.get_column("subject_id") % self.n_shards).alias("_shard")
+        frame = frame.with_columns(shard).sort("_shard", maintain_order=True)
+        bounds = np.searchsorted(frame.get_column("_shard").to_numpy(), np.arange(self.n_shards + 1))
+        table = frame.drop("_shard").to_arrow()
+        path = self.tmp / f"part-{self._parts:06d}.arrow"
+        with pa.ipc.new_file(path, table.schema) as w:
+            w.write_table(table)
+        for k in np.flatnonzero(np.diff(bounds)).tolist():
+            self._where.setdefault(k, []).append((path, int(bounds[k]), int(bounds[k + 1] - bounds[k])))
         self._parts += 1
+
+    def _read_shard(self, k: int) -> list[pl.DataFrame]:
+        """The spilled rows of shard `k`, in spill order: slices of memory-mapped spill files."""
+        frames = []
+        for path, start, length in self._where.get(k, []):
+            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all().slice(start, length)
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            frames.append(frame)
+        return frames
 
     def finish(self, incremental: bool) -> tuple[int, Counter[str], Counter[str]]:
         """Write the final shards. Returns (events written, duplicates dropped by type, code counts).
@@ -238,6 +283,7 @@ class EventWriter:
         Only duplicates within this load are counted; an older record replaced by a newer load is not.
         """
         self.flush()
+        self._spill_staged()
         events_dir = self.out / "events"
         events_dir.mkdir(parents=True, exist_ok=True)
         if not incremental:
@@ -246,15 +292,13 @@ class EventWriter:
         total, dropped = 0, Counter[str]()
         counts: Counter[str] = Counter()
         for k in range(self.n_shards):
-            frames = [
-                pl.from_arrow(feather.read_table(p)) for p in sorted((self.tmp / f"s{k:04d}").glob("*"))
-            ]
+            frames = self._read_shard(k)
             final = events_dir / shard_name(k)
             if incremental and final.exists():
                 frames.append(_existing_as_spill(final))
             if not frames:
                 continue
-            df = pl.concat(frames, how="vertical")  # type: ignore[type-var]
+            df = pl.concat(frames, how="vertical")
             assert isinstance(df, pl.DataFrame)
             df, n_dropped = _deduplicate(df)
             dropped.update(n_dropped)
@@ -294,8 +338,11 @@ def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, Counter[str]]:
     """
     # fast path: every record_id comes from one occurrence (one _load and _seq), checked by aggregates
     occ = pl.col("_load").cast(pl.Int64) * (1 << 40) + pl.col("_seq")  # _seq < 2**40: records of a load
-    spread = df.lazy().filter(pl.col("record_id").is_not_null()).group_by("record_id").agg(
-        (occ.min() != occ.max()).alias("mixed")
+    spread = (
+        df.lazy()
+        .filter(pl.col("record_id").is_not_null())
+        .group_by("record_id")
+        .agg((occ.min() != occ.max()).alias("mixed"))
     )
     if not spread.select(pl.col("mixed").any()).collect().item():
         return df, Counter()

@@ -11,6 +11,7 @@ truth.py        true cumulative incidence per outcome and horizon at landmark da
 oracle.py       realised outcomes and the oracle AUROC from the truth table
 generate.py     the chunked, streaming driver;  output.py  writer selection and the truth file
 fhir_writer.py  FHIR R4 Bulk NDJSON / transaction Bundles;  csv_writer.py  Synthea-style CSV
+fhir_lines.py   the NDJSON lines of a chunk, assembled column-wise with polars (the fast path)
 """
 
 from ehr_risk.synth.generate import SynthOptions, generate

@@ -13,11 +13,10 @@ from ehr_risk.synth import codes as C
 from ehr_risk.synth.life import Year
 from ehr_risk.synth.params import SynthParams
 from ehr_risk.synth.record_year import record_year
-from ehr_risk.synth.records import Recorder
+from ehr_risk.synth.records import Recorder, lex_order
 from ehr_risk.synth.state import NEVER, State
 
 Array = np.ndarray
-_ROUTINE = (C.CHECKUP, C.FOLLOWUP)
 
 
 def _first(vp: Array, mask: Array) -> Array:
@@ -85,9 +84,9 @@ def _visits(s: State, y: Year, rng: np.random.Generator, p: SynthParams) -> dict
     vkind, vreason = np.concatenate(kinds).astype(np.int8), np.concatenate(reasons).astype(np.int16)
     keep = vday <= s.death_day[vp]
     vp, vday, vkind, vreason = vp[keep], vday[keep], vkind[keep], vreason[keep]
-    order = np.lexsort((vkind, vday, vp))
+    order = lex_order((vkind, vday, vp))
     vp, vday, vkind, vreason = vp[order], vday[order], vkind[order], vreason[order]
-    first_routine = _first(vp, np.isin(vkind, _ROUTINE))
+    first_routine = _first(vp, (vkind == C.CHECKUP) | (vkind == C.FOLLOWUP))
     vkind[first_routine] = C.CHECKUP
     return {"pat": vp, "day": vday, "kind": vkind, "reason": vreason}
 
@@ -98,7 +97,7 @@ def care_year(s: State, y: Year, rng: np.random.Generator, p: SynthParams, rec: 
     vis = _visits(s, y, rng, p)
     vp, vday, vkind, vreason = vis["pat"], vis["day"], vis["kind"], vis["reason"]
     m = len(vp)
-    routine = np.isin(vkind, _ROUTINE)
+    routine = (vkind == C.CHECKUP) | (vkind == C.FOLLOWUP)
     reg = vreason == -2
     bp_meas = reg | (rng.random(m) < c.bp_recorded)
     sbp_m = np.round(v["sbp"][vp] + 7.0 * rng.standard_normal(m))
@@ -149,8 +148,10 @@ def care_year(s: State, y: Year, rng: np.random.Generator, p: SynthParams, rec: 
     first_vis = _first(vp, routine)
     dmst = first_vis[(s.t2d_day[vp[first_vis]] < y0) & (y.age[vp[first_vis]] >= 40)]
     dmst = dmst[(s.statin[vp[dmst]] == 0) & (rng.random(len(dmst)) < c.statin_if_dm40)]
-    st = np.unique(np.concatenate([st, dmst]))
-    st = _first(vp, np.isin(np.arange(m), st))
+    chosen = np.zeros(m, bool)
+    chosen[st] = True
+    chosen[dmst] = True
+    st = _first(vp, chosen)
     if y.year < c.statin_from_year:
         st = st[:0]
     s.statin[vp[st]] = 1

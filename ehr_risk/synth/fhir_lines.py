@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 import polars as pl
 import pyarrow as pa
+from polars import CompatLevel
 
 from ehr_risk.synth import codes as C
 from ehr_risk.synth.generate import Chunk
@@ -84,15 +85,32 @@ def _numbers(v: np.ndarray, dec: np.ndarray) -> pl.Series:
 
 
 def write_lines(fh: BinaryIO, lines: pl.Series) -> None:
-    """Write newline-terminated lines straight from their Arrow data buffer (no Python strings)."""
-    arr = lines.to_arrow()
-    if arr.type != pa.large_string():
-        arr = arr.cast(pa.large_string())
-    data = arr.buffers()[2]
-    if data is None:
-        return
-    off = np.frombuffer(arr.buffers()[1], np.int64)
-    fh.write(memoryview(data)[off[arr.offset] : off[arr.offset + len(arr)]])
+    """Write newline-terminated lines straight from their Arrow data buffers, without Python strings.
+
+    polars builds a string column into its view buffers in row order, so those buffers already hold the
+    lines back to back: they are written as they are, after a check of that layout (else one copy).
+    """
+    arr = lines.to_arrow(compat_level=CompatLevel.newest())
+    if arr.type == pa.string_view() and arr.null_count == 0 and len(arr):
+        bufs = arr.buffers()
+        views = np.frombuffer(bufs[1], np.int32).reshape(-1, 4)[arr.offset : arr.offset + len(arr)]
+        size, buf, off = views[:, 0].astype(np.int64), views[:, 2], views[:, 3].astype(np.int64)
+        same = buf[1:] == buf[:-1]
+        if (
+            (size > 12).all()  # longer strings live in the data buffers (shorter ones in the view)
+            and (buf[1:] >= buf[:-1]).all()
+            and (off[1:][same] == (off[:-1] + size[:-1])[same]).all()
+        ):
+            firsts = np.flatnonzero(np.concatenate([[True], ~same]))
+            lasts = np.concatenate([firsts[1:] - 1, [len(buf) - 1]])
+            for f, la in zip(firsts.tolist(), lasts.tolist(), strict=True):
+                fh.write(memoryview(bufs[2 + int(buf[f])])[off[f] : off[la] + size[la]])
+            return
+    large = lines.to_arrow().cast(pa.large_string())
+    data = large.buffers()[2]
+    if data is not None:
+        ends = np.frombuffer(large.buffers()[1], np.int64)
+        fh.write(memoryview(data)[ends[large.offset] : ends[large.offset + len(large)]])
 
 
 def _batches(n: int) -> Iterator[tuple[int, int]]:
@@ -196,17 +214,19 @@ def observations(ch: Chunk) -> Iterator[Batch]:
     o, e = ch.tables["obs"], ch.tables["enc"]
     ids = pl.Series(ch.ids, dtype=pl.String)
     # the part every observation of an encounter shares, built once per encounter (~4 observations each)
-    epid = ids.gather(e["pat"])
+    epid, eff = ids.gather(e["pat"]), iso_s(e["day"], e["sec"])
     at_enc = _concat(
         epid, '"},"encounter":{"reference":"Encounter/', epid, "-e", _ints(np.arange(len(epid))),
-        '"},"effectiveDateTime":"', iso_s(e["day"], e["sec"]), '","issued":"',
+        '"},"effectiveDateTime":"', eff, '","issued":"',
     )  # fmt: skip
     for a, b in _batches(len(o["kind"])):
         enc, kind, lag = o["enc"][a:b], o["kind"][a:b].astype(np.int64), o["lag"][a:b].astype(np.int64)
         value, value2 = o["value"][a:b], o["value2"][a:b]
         pat, day, sec = e["pat"][enc], e["day"][enc], e["sec"][enc].astype(np.int64)
-        # results are issued `lag` days after the draw, at 4 h past the draw's time of day
-        issued = iso_s(day + lag, sec + 4 * 3600 * (lag > 0))
+        issued = eff.gather(enc)
+        late = np.flatnonzero(lag > 0)  # results issued `lag` days after the draw, 4 h past its time of day
+        if len(late):
+            issued.scatter(late, iso_s(day[late] + lag[late], sec[late] + 4 * 3600))
         sbp, smoking, death = kind == C.SBP, kind == C.SMOKING, kind == C.CAUSE_OF_DEATH
         coded = smoking | death
         code = np.where(coded, value, 0.0).astype(np.int64)

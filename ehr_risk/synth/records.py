@@ -58,7 +58,7 @@ class Recorder:
         for t, cols in self.parts.items():
             out[t] = {c: (np.concatenate(v) if v else np.zeros(0, _SCHEMA[t][c])) for c, v in cols.items()}
         enc = out["enc"]
-        order = np.lexsort((enc["sec"], enc["day"], enc["pat"]))
+        order = lex_order((enc["sec"], enc["day"], enc["pat"]))
         for c in enc:
             enc[c] = enc[c][order]
         new_index = np.empty_like(order)
@@ -76,8 +76,22 @@ class Recorder:
         return out
 
 
+def lex_order(keys: tuple[Array, ...]) -> Array:
+    """np.lexsort(keys) (last key primary), as one stable argsort of a packed int64 key when it fits."""
+    n = len(keys[0])
+    packed, span = np.zeros(n, np.int64), 1
+    for k in keys:  # the first key is the least significant
+        lo = int(k.min()) if n else 0
+        width = (int(k.max()) - lo + 1) if n else 1
+        if span * width >= 2**62:
+            return np.lexsort(keys)
+        packed += (k.astype(np.int64) - lo) * span
+        span *= width
+    return np.argsort(packed, kind="stable")
+
+
 def _sort(table: dict[str, Array], keys: tuple[Array, ...]) -> None:
-    order = np.lexsort(keys)
+    order = lex_order(keys)
     for c in table:
         table[c] = table[c][order]
 
