@@ -4,7 +4,9 @@
     .venv/bin/python benchmarks/synth.py --patients 100000 --format synthea-csv --gzip
 
 Prints one JSON object. Each run is a fresh subprocess (so its peak RSS is the generator's alone) pinned
-to one thread, writing into a temporary folder that is deleted afterwards. Two figures: the whole
+to one thread (BLAS and the polars/rayon pool), writing into a temporary folder that is deleted afterwards.
+On a shared machine read `cpu_s` (and `seconds_for_100k_at_this_cpu_rate`): wall time there depends on
+the other load, and it also includes writing ~110 kB of NDJSON per patient to disk. Two figures: the whole
 command (simulation + truth + writing) and the simulation alone (`--format none`: no records written),
 which separates the numpy simulation from the per-resource JSON/CSV serialisation.
 """
@@ -63,7 +65,13 @@ def main() -> None:
     if args.child:
         _child(args)
         return
-    one = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS", "RAYON_NUM_THREADS")
+    one = (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "POLARS_MAX_THREADS",
+        "RAYON_NUM_THREADS",
+    )
     env = {**os.environ, **dict.fromkeys(one, "1")}
     results = {}
     for fmt in (args.format, "none"):

@@ -5,17 +5,7 @@ Tracking and registry URI: the `uri` argument, else `MLFLOW_TRACKING_URI`, else 
 (relative to the working directory; `mlruns/` is created). For a SQLite store, artifacts go to an
 `artifacts/` folder beside the database file; a server keeps its own artifact root.
 
-Pyfunc input (one pandas DataFrame, so it works with `mlflow models serve` and `spark_udf`): long event rows,
-each carrying the `prediction_time` it is for —
-
-    subject_id, prediction_time, time, code, numeric_value, text_value, unit, end_time, recorded_time
-
-The prediction times scored are the distinct (subject_id, prediction_time) pairs, in order of appearance.
-The events of a subject are the rows of its latest prediction time (so a caller may repeat all of a subject's
-events for each of its prediction times, or give each time only the events up to it); a row with a null
-`code` only declares a prediction time (a subject without events). The featurizers apply the visibility
-rule, so events after a prediction time never change its scores. `pyfunc_input(events, times)` builds this
-frame. Output: subject_id, prediction_time and one `risk_<task>_<h>y` column per task and horizon.
+The pyfunc input and output are described in ehr_risk/pyfunc_input.py.
 
 `mlflow` is imported inside functions only: importing this module is cheap.
 """
@@ -26,31 +16,24 @@ import os
 import pickle
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from ehr_risk.errors import ModelNotFoundError
+from ehr_risk.pyfunc_input import EVENT_INPUT, example_input
+from ehr_risk.pyfunc_input import PyfuncPredictor as PyfuncPredictor  # re-exported: the loaded model
+from ehr_risk.pyfunc_input import pyfunc_input as pyfunc_input  # re-exported
+from ehr_risk.pyfunc_input import split_pyfunc_input as split_pyfunc_input  # re-exported
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "ehr-risk"
 CHALLENGER = "challenger"
 PREDICTOR_FILE = "predictor.pkl"
-_EVENT_INPUT: dict[str, pl.DataType] = {
-    "subject_id": pl.Int64(),
-    "prediction_time": pl.Datetime("us"),
-    "time": pl.Datetime("us"),
-    "code": pl.String(),
-    "numeric_value": pl.Float64(),
-    "text_value": pl.String(),
-    "unit": pl.String(),
-    "end_time": pl.Datetime("us"),
-    "recorded_time": pl.Datetime("us"),
-}
 _MLFLOW_TYPES = {
     pl.Int64(): "long",
     pl.Datetime("us"): "datetime",
@@ -130,7 +113,7 @@ def log_metrics(
     from mlflow.entities import Metric
 
     client = _client(uri)
-    now = int(pd.Timestamp.now().timestamp() * 1000)
+    now = int(time.time() * 1000)
     items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if np.isfinite(v)]
     for i in range(0, len(items), 500):
         client.log_batch(run_id, metrics=items[i : i + 500])
@@ -196,52 +179,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-# --- pyfunc input / output -----------------------------------------------------------------------------
-
-
-def pyfunc_input(events: pl.DataFrame, times: pl.DataFrame) -> pd.DataFrame:
-    """The single-frame pyfunc input for `times` (subject_id, prediction_time): every prediction time gets
-    all the events of its subject; subjects without events get one row with a null code."""
-    keys = times.select(
-        pl.col("subject_id").cast(pl.Int64), pl.col("prediction_time").cast(pl.Datetime("us"))
-    )
-    ev = events.select(
-        (pl.col(c) if c in events.columns else pl.lit(None)).cast(t).alias(c)
-        for c, t in _EVENT_INPUT.items()
-        if c != "prediction_time"
-    )
-    frame = keys.with_row_index("_k").join(ev, on="subject_id", how="left").sort("_k", maintain_order=True)
-    return frame.select(list(_EVENT_INPUT)).to_pandas()
-
-
-def split_pyfunc_input(frame: pd.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(events, times) from the single-frame pyfunc input (see the module docstring)."""
-    from ehr_risk.errors import InputDataError
-
-    missing = [c for c in ("subject_id", "prediction_time") if c not in frame.columns]
-    if missing:
-        raise InputDataError(f"model input: missing column(s) {', '.join(missing)}")
-    df = pl.from_pandas(frame.reset_index(drop=True))
-    df = df.select(
-        (pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in _EVENT_INPUT.items()
-    )
-    times = df.select("subject_id", "prediction_time").unique(maintain_order=True)
-    latest = pl.col("prediction_time") == pl.col("prediction_time").max().over("subject_id")
-    events = df.filter(latest & pl.col("code").is_not_null()).drop("prediction_time")
-    return events, times
-
-
-class PyfuncPredictor:
-    """What `mlflow.pyfunc.load_model` returns the calls to (loader_module flavour: no MLflow subclass)."""
-
-    def __init__(self, predictor: Any) -> None:
-        self.predictor = predictor
-
-    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        events, times = split_pyfunc_input(model_input)
-        return self.predictor.predict(events, times).to_pandas()
-
-
 def _load_pyfunc(data_path: str) -> PyfuncPredictor:
     """MLflow's loader_module entry point."""
     path = Path(data_path)
@@ -255,36 +192,12 @@ def _signature(predictor: Any) -> Any:
 
     required = {"subject_id", "prediction_time"}
     in_cols: list[Any] = [
-        ColSpec(_MLFLOW_TYPES[t], c, required=c in required) for c, t in _EVENT_INPUT.items()
+        ColSpec(_MLFLOW_TYPES[t], c, required=c in required) for c, t in EVENT_INPUT.items()
     ]
     out_cols: list[Any] = [ColSpec("long", "subject_id"), ColSpec("datetime", "prediction_time")]
     out_cols += [ColSpec("double", c) for c in predictor.output_columns]
     inputs, outputs = Schema(in_cols), Schema(out_cols)
     return ModelSignature(inputs=inputs, outputs=outputs)
-
-
-def example_input() -> pd.DataFrame:
-    """A made-up patient (no real data) used as the registered model's input example."""
-    t = pd.Timestamp("2020-01-01")
-    rows = [
-        (None, "MEDS_BIRTH", None, None, None, pd.Timestamp("1960-05-01")),
-        (None, "GENDER/female", None, None, None, None),
-        (None, "LOINC/2093-3", 210.0, None, "mg/dL", pd.Timestamp("2019-06-01")),
-        (None, "LOINC/8480-6", 138.0, None, "mm[Hg]", pd.Timestamp("2019-06-01")),
-        (None, "LOINC/72166-2", None, "SNOMED/8517006", None, pd.Timestamp("2019-06-01")),
-    ]
-    events = pl.DataFrame(
-        {
-            "subject_id": [0] * len(rows),
-            "time": [r[5] for r in rows],
-            "code": [r[1] for r in rows],
-            "numeric_value": [r[2] for r in rows],
-            "text_value": [r[3] for r in rows],
-            "unit": [r[4] for r in rows],
-        },
-        schema_overrides={"time": pl.Datetime("us"), "numeric_value": pl.Float64},
-    )
-    return pyfunc_input(events, pl.DataFrame({"subject_id": [0], "prediction_time": [t]}))
 
 
 # --- model logging and the registry ----------------------------------------------------------------------

@@ -34,10 +34,10 @@ class _Frozen(BaseModel):
 
 
 class Gate(_Frozen):
-    min_auroc_delta: float = Field(0.0, description="lower CI bound of ΔAUROC must be above this")
+    min_auroc_delta: float = Field(default=0.0, description="lower CI bound of ΔAUROC must be above this")
     calibration_slope: tuple[float, float] = (0.8, 1.2)
     first_run_baseline: str = "pce"
-    n_boot: int = Field(1000, ge=100)
+    n_boot: int = Field(default=1000, ge=100)
     seed: int = 0
 
 
@@ -96,7 +96,11 @@ def gate_decision(metrics: dict[str, Any], compared: str, gate: Gate) -> tuple[b
     if low is None:
         return False, f"no paired ΔAUROC against {compared}", numbers
     if low <= gate.min_auroc_delta:
-        return False, f"ΔAUROC lower bound {low:.4f} not above {gate.min_auroc_delta:g} vs {compared}", numbers
+        return (
+            False,
+            f"ΔAUROC lower bound {low:.4f} not above {gate.min_auroc_delta:g} vs {compared}",
+            numbers,
+        )
     if slope is None or not s_lo <= slope <= s_hi:
         return False, f"calibration slope {slope} outside [{s_lo:g}, {s_hi:g}]", numbers
     return True, f"ΔAUROC lower bound {low:.4f} above {gate.min_auroc_delta:g} vs {compared}", numbers

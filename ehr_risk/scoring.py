@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,27 @@ def _read_id_map(events_dir: Path) -> dict[int, str] | None:
     )
 
 
+@contextmanager
+def torch_threads(predictor: Any, threads: int | None) -> Iterator[None]:
+    """Run a network's inference on `threads` torch threads, restoring the process setting afterwards.
+
+    The networks step through time in small kernels, each ending at a thread barrier: on a shared host
+    a second thread that gets preempted stalls every step, so 2 threads measured 10x slower than 1 on a
+    busy 2-core machine (and barely faster on an idle one). None keeps torch's own setting.
+    """
+    if threads is None or getattr(predictor, "network_config", None) is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def score(
     predictor: Any,
     task: Any,
@@ -185,6 +207,7 @@ def score(
     model: ModelRef,
     fhir: bool = False,
     progress: Callable[[int, int], None] = lambda _d, _t: None,
+    threads: int | None = 1,
 ) -> ScoreResult:
     import time
 
@@ -194,7 +217,7 @@ def score(
     final = partition_dir(out, as_of, model.version)
     shards = event_shards(events_dir)
     lock = out / f".lock-{model.name}-{model.version}-{as_of.isoformat()}"
-    with exclusive_lock(lock), atomic_directory(final) as tmp:
+    with exclusive_lock(lock), atomic_directory(final) as tmp, torch_threads(predictor, threads):
         scored = n_subjects = 0
         parts: list[pl.DataFrame] = []
         for i, shard in enumerate(shards):

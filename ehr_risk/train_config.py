@@ -52,9 +52,7 @@ class NetworkParams(_Frozen):
     weight_decay: float = Field(default=1e-4, ge=0)
     accelerator: str = "auto"
     threads: int | None = Field(
-        default=None,
-        ge=1,
-        description="CPU threads for torch (default: torch's); 1 on an oversubscribed host",
+        default=1, ge=1, description="CPU threads for torch (None: torch's default); see pipelines/train.yaml"
     )
 
 

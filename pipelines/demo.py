@@ -123,7 +123,14 @@ def print_table(results: dict[str, Any], compare: list[str], best: str) -> None:
     rows = []
     for kind, (_, ev) in results.items():
         m = ev.metrics["scores"][MODEL_COLUMN]["metrics"]
-        rows.append((kind + (" *" if kind == best else ""), m.get("auroc"), m.get("brier"), m.get("calibration_slope")))
+        rows.append(
+            (
+                kind + (" *" if kind == best else ""),
+                m.get("auroc"),
+                m.get("brier"),
+                m.get("calibration_slope"),
+            )
+        )
     _, ev = results[best]
     for name in compare:
         m = ev.metrics["scores"][name]["metrics"]

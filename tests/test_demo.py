@@ -47,14 +47,33 @@ def test_demo_then_evaluate_and_score_commands(
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["evaluate", "--model", "models:/ehr-risk-ascvd_10y@champion", "--dataset", str(out / "dataset"),
-         "--out", str(tmp_path / "eval"), "--n-boot", "20"],
+        [
+            "evaluate",
+            "--model",
+            "models:/ehr-risk-ascvd_10y@champion",
+            "--dataset",
+            str(out / "dataset"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--n-boot",
+            "20",
+        ],
     )
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert "pce" in metrics["comparisons"]
-    args = ["score", "--model", "models:/ehr-risk-ascvd_10y@champion", "--events", str(out / "events"),
-            "--as-of", "2021-01-01", "--out", str(tmp_path / "scores"), "-q"]
+    args = [
+        "score",
+        "--model",
+        "models:/ehr-risk-ascvd_10y@champion",
+        "--events",
+        str(out / "events"),
+        "--as-of",
+        "2021-01-01",
+        "--out",
+        str(tmp_path / "scores"),
+        "-q",
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "subjects scored as of 2021-01-01" in first.output

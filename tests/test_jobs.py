@@ -124,7 +124,9 @@ def test_records_after_as_of_change_nothing(trained: dict[str, object], tmp_path
             pl.lit("LOINC/2093-3").alias("code"),
             pl.lit(400.0, pl.Float32).alias("numeric_value"),
         )
-        merged = pl.concat([ev, extra, lab], how="diagonal_relaxed").sort("subject_id", "time", nulls_last=False)
+        merged = pl.concat([ev, extra, lab], how="diagonal_relaxed").sort(
+            "subject_id", "time", nulls_last=False
+        )
         merged.select(ev.columns).write_parquet(later / "events" / shard.name)
     after = _read(_score(trained, tmp_path / "b", events=later).partition)
     assert after.drop("n_inputs").equals(base.drop("n_inputs"))

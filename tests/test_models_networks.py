@@ -145,7 +145,7 @@ def _datasets(n: int = 400, seed: int = 0) -> tuple[SequenceDataset, SequenceDat
 
 def test_training_is_reproducible_on_cpu_and_learns_the_planted_signal() -> None:
     train, tune = _datasets()
-    settings = FitSettings(max_epochs=6, patience=3, batch_size=64, max_len=12, seed=7, lr=1e-2)
+    settings = FitSettings(max_epochs=6, patience=3, batch_size=64, max_len=12, seed=7, lr=1e-2, threads=1)
     a = fit_network(config("gru"), train, tune, ["a", "b"], [3, 3], settings)
     b = fit_network(config("gru"), train, tune, ["a", "b"], [3, 3], settings)
     for (k, va), vb in zip(a.network.state_dict().items(), b.network.state_dict().values(), strict=True):
@@ -161,8 +161,12 @@ def test_training_is_reproducible_on_cpu_and_learns_the_planted_signal() -> None
 
 def test_transformer_trains_and_early_stopping_keeps_the_best_epoch() -> None:
     train, tune = _datasets(200)
-    settings = FitSettings(max_epochs=4, patience=1, batch_size=64, max_len=12, seed=0, lr=5e-3)
+    settings = FitSettings(max_epochs=4, patience=1, batch_size=64, max_len=12, seed=0, lr=5e-3, threads=1)
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     res = fit_network(config("transformer"), train, tune, ["a", "b"], [3, 3], settings)
+    # process-wide torch settings are given back as they were
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
     assert 1 <= res.epochs_run <= 4
     losses = [h["val_loss"] for h in res.history]
     assert res.best_epoch == int(np.argmin(losses))

@@ -151,7 +151,7 @@ def test_truth_reacts_to_hidden_history() -> None:
     s.enroll_day[:] = day_of(2000)
     s.started[:] = True
 
-    def mean_risk(**fields: np.ndarray) -> float:
+    def mean_risk(**fields: np.ndarray | np.generic) -> float:
         t = s.copy()
         for k, v in fields.items():
             getattr(t, k)[:] = v

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (commands are registered in data-flow order, which is the order --help lists)
 """The `ehr-risk` command line. Each subcommand lives in its own module of this package.
 
 Command modules import only typer at module level; the heavy libraries (pyarrow, torch, mlflow) are

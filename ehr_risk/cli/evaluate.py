@@ -38,7 +38,12 @@ def load_predictions(predictions: Path | None) -> tuple[Any, dict[str, Any]]:
 
 
 def model_predictions(
-    model: str, dataset: Path | None, task: str | None, split: str, events: Path | None, compare: list[str] | None
+    model: str,
+    dataset: Path | None,
+    task: str | None,
+    split: str,
+    events: Path | None,
+    compare: list[str] | None,
 ) -> tuple[Any, dict[str, Any], str, float]:
     """Score a registered model (or run) on a dataset split with the clinical scores on the same rows.
 
@@ -84,8 +89,10 @@ def evaluate(
     task: str | None = typer.Option(None, "--task", help="Task to evaluate (default: the model's first)."),
     split: str = typer.Option("held_out", "--split", help="held_out | tuning | train | all."),
     events: Path | None = typer.Option(
-        None, "--events", help="Score from the events with the model's own featurizers (a model trained on "
-        "another build of the dataset needs this)."
+        None,
+        "--events",
+        help="Score from the events with the model's own featurizers (a model trained on "
+        "another build of the dataset needs this).",
     ),
     predictions: Path | None = typer.Option(
         None, "--predictions", help="Parquet (or CSV) with one row per subject_id, prediction_time."
@@ -199,7 +206,15 @@ def evaluate(
 def evaluation_metrics(metrics: dict[str, Any], model_column: str) -> dict[str, float]:
     """Headline numbers for the MLflow run: the model's point estimates and interval bounds."""
     out: dict[str, float] = {}
-    for name in ("auroc", "auprc", "brier", "scaled_brier", "calibration_slope", "calibration_intercept", "ici"):
+    for name in (
+        "auroc",
+        "auprc",
+        "brier",
+        "scaled_brier",
+        "calibration_slope",
+        "calibration_intercept",
+        "ici",
+    ):
         entry = metrics["scores"][model_column]["metrics"].get(name, {})
         for key in ("estimate", "ci_low", "ci_high"):
             if entry.get(key) is not None:

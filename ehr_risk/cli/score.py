@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import typer
@@ -15,9 +14,15 @@ from ehr_risk.cli import app
 def score(
     model: str = typer.Option(..., "--model", help="Model URI, e.g. models:/ehr-risk-ascvd_10y@champion."),
     events: Path = typer.Option(..., "--events", help="Ingest output folder (events/)."),
-    as_of: str = typer.Option(..., "--as-of", help="As-of date YYYY-MM-DD: only data at or before it is used."),
-    out: Path = typer.Option(..., "--out", help="Scores folder (partitioned by as-of date and model version)."),
-    task: str | None = typer.Option(None, "--task", help="Task whose population is scored (default: the model's)."),
+    as_of: str = typer.Option(
+        ..., "--as-of", help="As-of date YYYY-MM-DD: only data at or before it is used."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Scores folder (partitioned by as-of date and model version)."
+    ),
+    task: str | None = typer.Option(
+        None, "--task", help="Task whose population is scored (default: the model's)."
+    ),
     fhir: bool = typer.Option(False, "--fhir", help="Also write FHIR R4 RiskAssessment NDJSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
@@ -39,10 +44,16 @@ def score(
     ref = ModelRef(name=name, version=version, run_id=run_id, uri=model)
     bar = Progress("score: shards", quiet=quiet)
     result = run_score(
-        predictor, load_task(task_name), events, as_of_date, out, ref, fhir=fhir, progress=lambda d, _t: bar(d)
+        predictor,
+        load_task(task_name),
+        events,
+        as_of_date,
+        out,
+        ref,
+        fhir=fhir,
+        progress=lambda d, _t: bar(d),
     )
     print(
-        f"score: {result.subjects_scored:,} of {result.subjects_in_data:,} subjects scored as of {as_of_date} "
-        f"with {name} v{version} in {result.seconds:.1f}s -> {result.partition}",
-        file=sys.stdout,
+        f"score: {result.subjects_scored:,} of {result.subjects_in_data:,} subjects scored as of "
+        f"{as_of_date} with {name} v{version} in {result.seconds:.1f}s -> {result.partition}"
     )

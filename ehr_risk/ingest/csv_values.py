@@ -82,13 +82,14 @@ def parse_numbers(values: pl.Series) -> pl.Series:
     """String column → Float64; null where missing or not a number. `1,234.5` thousands commas allowed."""
     text = values.cast(pl.String).str.strip_chars()
     number = text.cast(pl.Float64, strict=False)
-    retry = number.is_null() & text.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
-    if retry.any():
-        number = pl.select(
-            pl.when(retry)
-            .then(text.str.replace_all(",", "").cast(pl.Float64, strict=False))
-            .otherwise(number)
-        ).to_series()
+    failed = (number.is_null() & text.is_not_null()).arg_true()  # only those are tried with commas
+    if failed.is_empty():
+        return number
+    rest = text.gather(failed)
+    ok = rest.str.contains(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
+    if ok.any():
+        fixed = rest.filter(ok).str.replace_all(",", "").cast(pl.Float64, strict=False)
+        number = number.scatter(failed.filter(ok), fixed)
     return number
 
 

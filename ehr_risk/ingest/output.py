@@ -93,6 +93,8 @@ def arrow_table(frame: pl.DataFrame, name: str) -> pa.Table:
 
 def _narrow(array: pa.Array) -> pa.Array:
     validity, offsets, data = array.buffers()
+    if offsets is None or data is None:  # odd layouts (no buffers): left to `conform`'s cast
+        return array
     wide = np.frombuffer(offsets, dtype=np.int64)[: array.offset + len(array) + 1]
     if len(wide) and wide[-1] >= 1 << 31:  # over 2 GiB of text in one chunk: too big for `string`
         return array

@@ -36,7 +36,7 @@ class IngestOptions:
     n_shards: int | None = None
     id_key_file: Path | None = None
     mapping: Path | None = None
-    flush_rows: int = 20_000  # events buffered before a spill: keeps memory flat as inputs grow
+    flush_rows: int = 20_000  # row-by-row events buffered before they become a frame (spills: SPILL_ROWS)
 
 
 Message = Callable[[str], None]

@@ -161,6 +161,7 @@ def fit_network(
 ) -> FitResult:
     """Train with early stopping on the tuning split and return the best network (CPU, eval mode)."""
     L.seed_everything(settings.seed, workers=True, verbose=False)
+    threads_before = torch.get_num_threads()
     if settings.threads:
         torch.set_num_threads(settings.threads)
     module = HazardModule(config.to_dict(), task_names, primary_horizons, settings.lr, settings.weight_decay)
@@ -189,8 +190,9 @@ def fit_network(
             make_loader(train, settings.batch_size, shuffle=True, seed=settings.seed),
             make_loader(tuning, settings.batch_size, shuffle=False),
         )
-    finally:  # Trainer(deterministic=True) switches a process-wide flag: give it back as it was
+    finally:  # the thread count and Trainer(deterministic=True) are process-wide: give them back
         torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(threads_before)
     net = module.net.cpu()
     if keep.state is not None:
         net.load_state_dict(keep.state)
