@@ -8,7 +8,8 @@ as --shards event shards; larger populations replicate those shards with subject
 (scoring cost depends on the events, not on how they were made). A small GRU and a small transformer are
 trained once (--train-patients, max_epochs 1: training speed is not what is measured) and pickled.
 Measured: `ehr_risk.scoring.score(...)` alone, each (model, scale) in its own child process so its peak RSS
-(ru_maxrss of the child) and CPU time (user + sys) are its own. torch runs --threads threads, polars one per core.
+(ru_maxrss of the child) and CPU time (user + sys) are its own. torch runs --threads threads, polars one
+per core.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def _train(work: Path, kind: str, train_patients: int) -> Path:
 
 
 def _child(args: argparse.Namespace) -> None:
+    import torch  # noqa: F401  (imported once per job, outside the timed part)
+
     from ehr_risk.scoring import ModelRef, score
     from ehr_risk.tasks import load_task
 

@@ -150,9 +150,13 @@ class Predictor:
         net = self.network()
         n_int = int(self.network_config["n_intervals"])
         out = np.zeros((len(arrays), len(self.tasks), n_int), dtype=np.float64)
-        sampler = LengthBucketSampler(
-            np.minimum(arrays.lengths, self.max_len), self.batch_size, shuffle=False
-        )
+        batch_size = self.batch_size
+        if self.network_config["kind"] == "transformer":
+            # attention scores are batch × heads × L × L floats per layer (512 rows at L=256: ~0.5 GB, the
+            # peak of a scoring job); ~128 MB of them costs no speed (rows are scored independently)
+            per_row = int(self.network_config.get("n_heads", 1)) * self.max_len**2
+            batch_size = max(1, min(batch_size, (32 << 20) // per_row))
+        sampler = LengthBucketSampler(np.minimum(arrays.lengths, self.max_len), batch_size, shuffle=False)
         with torch.inference_mode():
             for rows in sampler:
                 r = np.asarray(rows, dtype=np.int64)

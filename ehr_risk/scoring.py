@@ -102,6 +102,9 @@ def score_shard(
     times = eligible_times(events, task, as_of)
     if times.height == 0:
         return pl.DataFrame(), n_subjects
+    # features are per subject: the events of people not being scored (often half the shard) are dropped
+    # before the featurizers tokenize, sort and join them
+    events = events.join(times.select("subject_id"), on="subject_id", how="semi")
     risks = predictor.predict(events, times)
     n_inputs = (
         events.group_by("subject_id").len(name="n_inputs").with_columns(pl.col("n_inputs").cast(pl.Int64))

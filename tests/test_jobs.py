@@ -202,3 +202,19 @@ def test_retrain_promotes_then_rejects(trained: dict[str, object], tmp_path: Pat
 
     tags = MlflowClient(uri).get_run(record["run_id"]).data.tags
     assert tags["ehr_risk.promotion.decision"] == "rejected"
+
+
+def test_network_inference_threads_are_set_then_restored() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from ehr_risk.scoring import torch_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with torch_threads(SimpleNamespace(network_config={"kind": "gru"}), target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with torch_threads(SimpleNamespace(network_config=None), target):  # no network: torch untouched
+        assert torch.get_num_threads() == before

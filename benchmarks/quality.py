@@ -1,0 +1,107 @@
+"""Model quality against the truth: synthetic cohort → ingest → ascvd_10y dataset → LR / GBM / GRU →
+held-out AUROC and calibration, next to the Pooled Cohort Equations and the oracle (the generator's true
+risk) on exactly the same held-out rows. Prints JSON.
+
+    .venv/bin/python benchmarks/quality.py --patients 20000 --workdir /tmp/quality
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def truth_column(work: Path, table: pl.DataFrame, horizon: int) -> pl.DataFrame:
+    """The generator's true ascvd risk at each row's landmark, joined through the private id map."""
+    ids = pl.read_parquet(work / "events" / "private" / "subject_ids.parquet")
+    truth = pl.read_parquet(work / "raw" / "truth" / "risk.parquet").filter(
+        (pl.col("outcome") == "ascvd") & (pl.col("horizon_years") == horizon)
+    )
+    truth = truth.join(ids, on="source_id").select(
+        "subject_id",
+        pl.col("landmark").cast(pl.Datetime("us")).alias("prediction_time"),
+        pl.col("risk").alias("oracle"),
+    )
+    return table.join(truth, on=["subject_id", "prediction_time"], how="left", maintain_order="left")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--patients", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/ehr-risk-quality"))
+    ap.add_argument("--models", nargs="+", default=["lr", "gbm", "gru"])
+    ap.add_argument("--gru-epochs", type=int, default=8)
+    ap.add_argument("--n-boot", type=int, default=300)
+    ap.add_argument("--reuse", action="store_true", help="reuse the workdir's events and dataset")
+    args = ap.parse_args()
+
+    from ehr_risk.dataset import build_dataset
+    from ehr_risk.evaluation import evaluate
+    from ehr_risk.holdout import MODEL_COLUMN, predictions_table
+    from ehr_risk.ingest.run import IngestOptions, ingest
+    from ehr_risk.synth import SynthOptions, generate
+    from ehr_risk.tasks import load_task
+    from ehr_risk.train import train
+    from ehr_risk.train_config import load_train_config
+
+    work: Path = args.workdir
+    task = load_task("ascvd_10y")
+    seconds: dict[str, float] = {}
+    if not args.reuse:
+        t0 = time.monotonic()
+        generate(SynthOptions(patients=args.patients, seed=args.seed), work / "raw")
+        seconds["synth"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        ingest([work / "raw" / "fhir"], work / "events", IngestOptions())
+        seconds["ingest"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        build_dataset(work / "events", [task], work / "dataset")
+        seconds["dataset"] = time.monotonic() - t0
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    results: dict[str, Any] = {"patients": args.patients, "seed": args.seed, "task": task.name}
+    for kind in args.models:
+        t0 = time.monotonic()
+        overrides: dict[str, Any] = {"dataset": str(work / "dataset"), "tasks": [task.name], "model": kind}
+        overrides["tracking_uri"] = uri
+        if kind in ("gru", "transformer"):
+            overrides["network"] = {"max_epochs": args.gru_epochs, "patience": 2}
+        result = train(load_train_config(REPO / "pipelines" / "train.yaml", overrides))
+        seconds[f"train_{kind}"] = time.monotonic() - t0
+        table = predictions_table(result.predictor, work / "dataset", task.name, compare=["pce"])
+        table = truth_column(work, table, int(task.primary_horizon))
+        ev = evaluate(
+            table,
+            model=MODEL_COLUMN,
+            compare=["pce", "oracle"],
+            horizon_years=task.primary_horizon,
+            time_to_event=None,
+            n_boot=args.n_boot,
+        )
+        m = ev.metrics
+        entry: dict[str, Any] = {"counts": m["counts"]}
+        for name in ("auroc", "calibration_slope", "brier"):
+            entry[name] = m["scores"][MODEL_COLUMN]["metrics"].get(name)
+        for other in ("pce", "oracle"):
+            paired = m["comparisons"].get(other, {}).get("paired", {})
+            entry[f"vs_{other}"] = {
+                "n_rows_paired": m["comparisons"].get(other, {}).get("n_rows_paired"),
+                "model_auroc": paired.get("model_auroc"),
+                f"{other}_auroc": paired.get("score_auroc"),
+                "delta_auroc": paired.get("delta_auroc"),
+            }
+        results[kind] = entry
+        print(json.dumps({kind: entry}, default=str), flush=True)
+    results["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
+    print(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
