@@ -204,5 +204,8 @@ def birth_time_at(events: EventsLike, keys: pl.DataFrame) -> pl.LazyFrame:
 
 
 def days_before(t: str = "prediction_time", time: str = "time") -> pl.Expr:
-    """(t - time) in days as float64 (fractional)."""
-    return (pl.col(t) - pl.col(time)).dt.total_microseconds().cast(pl.Float64) / US_PER_DAY
+    """(t - time) in days as float64 (fractional).
+
+    Multiplied by the reciprocal rather than divided: polars may evaluate `x / c` as `x * (1 / c)` on some
+    chunks and not others, which made identical inputs differ in the last bit from run to run."""
+    return (pl.col(t) - pl.col(time)).dt.total_microseconds().cast(pl.Float64) * (1.0 / US_PER_DAY)

@@ -285,7 +285,7 @@ def _demographics(lf: pl.LazyFrame, keys: pl.DataFrame) -> pl.LazyFrame:
     age = (
         keys.lazy()
         .join(births, on=ROW, how="inner")
-        .select(ROW, (days_before(time="birth_time") / DAYS_PER_YEAR).alias("age_years"))
+        .select(ROW, (days_before(time="birth_time") * (1.0 / DAYS_PER_YEAR)).alias("age_years"))
     )
     subjects = keys.get_column("subject_id").unique().implode()
     static = (

@@ -190,8 +190,8 @@ class SequenceFeaturizer(BaseEstimator):
                 .cast(pl.List(pl.Int32))
                 .alias("tokens"),
                 pl.concat_list(
-                    ((pl.col("_t") - anchor).cast(pl.Float64) / US_PER_DAY).repeat_by("_keep_p"),
-                    (pl.col("_t") - times_kept).cast(pl.List(pl.Float64)) / US_PER_DAY,
+                    ((pl.col("_t") - anchor).cast(pl.Float64) * (1.0 / US_PER_DAY)).repeat_by("_keep_p"),
+                    (pl.col("_t") - times_kept).cast(pl.List(pl.Float64)) * (1.0 / US_PER_DAY),
                 )
                 .cast(pl.List(pl.Float32))
                 .alias("delta_days"),

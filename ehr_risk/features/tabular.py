@@ -212,7 +212,7 @@ class TabularFeaturizer(BaseEstimator):
         age = (
             keys.lazy()
             .join(birth_time_at(lf, keys), on=ROW, how="inner")
-            .select(ROW, (days_before(time="birth_time") / DAYS_PER_YEAR).alias("age_years"))
+            .select(ROW, (days_before(time="birth_time") * (1.0 / DAYS_PER_YEAR)).alias("age_years"))
         )
         # Static facts are visible at every t: join them per subject, not per (subject, t) event.
         columns = {c: self._index[f"static:{c}"] for c in self.static_codes_}
