@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from ehr_risk.cohort import CAUSE_OF_DEATH, Flow, build_cohort, needed_codes, subject_summary_query
 from ehr_risk.cohort_report import task_report
 from ehr_risk.errors import ConfigError, InputDataError
-from ehr_risk.events import visible_expr
+from ehr_risk.events import EVENT_DTYPES, visible_expr
 from ehr_risk.labels import DistinctCodes
 from ehr_risk.splits import SplitConfig, assign_splits, keyed_uniform, split_summary, temporal_holdout
 from ehr_risk.tables import load_schema, write_table
@@ -47,17 +47,7 @@ from ehr_risk.tasks import Task
 
 FEATURE_KINDS = ("tabular", "sequence", "clinical")
 _COHORT_COLUMNS = ("subject_id", "time", "code", "numeric_value", "text_value", "unit", "recorded_time")
-_DTYPES: dict[str, pl.DataType] = {
-    "subject_id": pl.Int64(),
-    "time": pl.Datetime("us"),
-    "code": pl.String(),
-    "numeric_value": pl.Float32(),
-    "text_value": pl.String(),
-    "unit": pl.String(),
-    "end_time": pl.Datetime("us"),
-    "recorded_time": pl.Datetime("us"),
-    "resource_type": pl.String(),
-}
+_DTYPES = {c: t for c, t in EVENT_DTYPES.items() if c != "record_id"}
 Progress = Callable[[str, int, int], None]
 
 

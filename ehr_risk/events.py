@@ -23,19 +23,11 @@ from pathlib import Path
 import polars as pl
 
 from ehr_risk.errors import InputDataError
+from ehr_risk.tables import load_schema
 
-EVENT_COLUMNS: tuple[str, ...] = (
-    "subject_id",
-    "time",
-    "code",
-    "numeric_value",
-    "text_value",
-    "unit",
-    "end_time",
-    "recorded_time",
-    "resource_type",
-    "record_id",
-)
+# The event table's columns and polars types, from its schema file (data_schemas/events.json).
+EVENT_DTYPES: dict[str, pl.DataType] = dict(pl.DataFrame(load_schema("events").arrow.empty_table()).schema)
+EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_DTYPES)
 # The columns the visibility rule and the per-row bookkeeping need.
 _KEY_COLUMNS = ("subject_id", "time", "recorded_time")
 ROW = "_row"  # row key of a unique (subject_id, prediction_time) pair inside featurizers

@@ -19,23 +19,12 @@ import orjson
 import polars as pl
 
 from ehr_risk.ingest.csv_read import LINE, BadRows, malformed_lines, relocate
+from ehr_risk.ingest.output import SPILL_DTYPES
 
 if TYPE_CHECKING:
     from ehr_risk.ingest.run import Ingestor
 
-EVENT_FRAME: dict[str, pl.DataType] = {
-    "subject_id": pl.Int64(),
-    "time": pl.Datetime("us"),
-    "code": pl.String(),
-    "numeric_value": pl.Float32(),
-    "text_value": pl.String(),
-    "unit": pl.String(),
-    "end_time": pl.Datetime("us"),
-    "recorded_time": pl.Datetime("us"),
-    "resource_type": pl.String(),
-    "record_id": pl.Int64(),
-    "_seq": pl.Int64(),
-}
+EVENT_FRAME = SPILL_DTYPES
 _MASK = np.uint64((1 << 63) - 1)
 
 

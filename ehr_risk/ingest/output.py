@@ -22,20 +22,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ehr_risk.events import EVENT_DTYPES
 from ehr_risk.tables import load_schema, write_table
 
-EVENT_COLUMNS = (
-    "subject_id",
-    "time",
-    "code",
-    "numeric_value",
-    "text_value",
-    "unit",
-    "end_time",
-    "recorded_time",
-    "resource_type",
-    "record_id",
-)
 _SPILL_SCHEMA = pa.schema(
     [
         ("subject_id", pa.int64()),
@@ -53,19 +42,7 @@ _SPILL_SCHEMA = pa.schema(
     ]
 )
 
-_SPILL_DTYPES: dict[str, pl.DataType] = {  # _SPILL_SCHEMA in polars terms, but `_load` (set by the writer)
-    "subject_id": pl.Int64(),
-    "time": pl.Datetime("us"),
-    "code": pl.String(),
-    "numeric_value": pl.Float32(),
-    "text_value": pl.String(),
-    "unit": pl.String(),
-    "end_time": pl.Datetime("us"),
-    "recorded_time": pl.Datetime("us"),
-    "resource_type": pl.String(),
-    "record_id": pl.Int64(),
-    "_seq": pl.Int64(),
-}
+SPILL_DTYPES: dict[str, pl.DataType] = {**EVENT_DTYPES, "_seq": pl.Int64()}  # `_load` is set by the writer
 
 
 SPILL_ROWS = 262_144  # events held before a spill (~30 MB): bounds memory, amortises per-spill costs
@@ -188,7 +165,7 @@ class EventWriter:
         """
         self.flush()
         frame = frame.select(
-            *[pl.col(name).cast(dtype) for name, dtype in _SPILL_DTYPES.items()],
+            *[pl.col(name).cast(dtype) for name, dtype in SPILL_DTYPES.items()],
             pl.lit(self.load_no, dtype=pl.Int32).alias("_load"),
         )
         self.rows += frame.height
