@@ -161,3 +161,25 @@ def test_property_agrees_with_sklearn_under_heavy_ties(rows: list[tuple[bool, in
     assert m["auroc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert m["auprc"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
     assert m["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+
+
+def test_quantile_bins_stay_inside_the_groups_with_a_heavy_last_group() -> None:
+    """Regression: a heavy last tie group (e.g. a resampled subject) made a bin edge point past it."""
+    from ehr_risk.evaluation.metrics import _quantile_bins
+
+    weights = np.r_[np.ones(250), np.zeros(50), [40.0]]
+    bins = _quantile_bins(weights, 200)
+    assert bins[0] == 0 and bins.max() < weights.size
+    assert np.add.reduceat(weights, bins).sum() == weights.sum()
+
+
+def test_calibration_plot_with_no_events_in_a_bin_renders() -> None:
+    """Regression: Wilson bounds at an observed rate of 0 passed it by a rounding error (negative yerr)."""
+    from ehr_risk.evaluation.plots import calibration_plot
+
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 0.3, 400)
+    y = (rng.uniform(size=400) < p).astype(float)
+    y[np.argsort(p)[:40]] = 0.0  # lowest decile without events
+    png = calibration_plot({"m": y}, {"m": p}, {})
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -269,6 +269,7 @@ def _quantile_bins(n_g: FloatArray, max_bins: int) -> IntArray:
         return np.arange(g, dtype=np.intp)
     cum = np.cumsum(n_g) - n_g  # weight before each group
     edges = np.searchsorted(cum, np.linspace(0, cum[-1] + n_g[-1], max_bins, endpoint=False), side="left")
+    edges = edges[edges < g]  # a zero-weight tail can put an edge past the last group
     return np.unique(np.concatenate([[0], edges])).astype(np.intp)
 
 

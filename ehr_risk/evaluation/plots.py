@@ -121,7 +121,8 @@ def calibration_plot(
         ax.errorbar(
             b["predicted"],
             b["observed"],
-            yerr=[b["observed"] - b["low"], b["high"] - b["observed"]],
+            # Wilson bounds can pass the observed rate by a rounding error at 0 or 1: clip to 0
+            yerr=np.maximum([b["observed"] - b["low"], b["high"] - b["observed"]], 0.0),
             fmt="o",
             ms=4,
             c=colour,
