@@ -118,27 +118,23 @@ def print_table(results: dict[str, Any], compare: list[str], best: str) -> None:
     def fmt(metric: dict[str, Any] | None) -> str:
         if not metric or metric.get("estimate") is None:
             return "n/a"
+        if metric.get("ci_low") is None or metric.get("ci_high") is None:
+            return f"{metric['estimate']:.3f}"
         return f"{metric['estimate']:.3f} [{metric['ci_low']:.3f}-{metric['ci_high']:.3f}]"
 
     rows = []
     for kind, (_, ev) in results.items():
-        m = ev.metrics["scores"][MODEL_COLUMN]["metrics"]
-        rows.append(
-            (
-                kind + (" *" if kind == best else ""),
-                m.get("auroc"),
-                m.get("brier"),
-                m.get("calibration_slope"),
-            )
-        )
+        entry = ev.metrics["scores"][MODEL_COLUMN]
+        rows.append((kind + (" *" if kind == best else ""), entry["n_rows"], entry["metrics"]))
     _, ev = results[best]
     for name in compare:
-        m = ev.metrics["scores"][name]["metrics"]
-        rows.append((name, m.get("auroc"), m.get("brier"), m.get("calibration_slope")))
-    print("\nheld-out 10-year ASCVD (95% bootstrap CI); * = champion")
-    print(f"{'model':<22}{'AUROC':<26}{'Brier':<26}{'calibration slope':<26}")
-    for label, auc, brier, slope in rows:
-        print(f"{label:<22}{fmt(auc):<26}{fmt(brier):<26}{fmt(slope):<26}")
+        entry = ev.metrics["scores"][name]
+        rows.append((name, entry["n_rows"], entry["metrics"]))
+    print("\nheld-out 10-year ASCVD (95% bootstrap CI); * = champion; scores only on rows where computable")
+    print(f"{'model':<20}{'rows':>6}  {'AUROC':<24}{'Brier':<24}{'calibration slope':<24}")
+    for label, n, m in rows:
+        cells = "".join(f"{fmt(m.get(k)):<24}" for k in ("auroc", "brier", "calibration_slope"))
+        print(f"{label:<20}{n:>6}  {cells}")
 
 
 if __name__ == "__main__":
