@@ -48,7 +48,7 @@ def _replicated(work: Path, base_events: Path, base: int, n: int) -> Path:
     """Events of `n` patients: copies of the base shards with subject_ids moved to disjoint ranges."""
     import polars as pl
 
-    from ehr_risk.scoring import event_shards
+    from ehr_risk.dataset import event_shards
 
     if n <= base:
         return base_events

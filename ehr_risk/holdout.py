@@ -67,7 +67,7 @@ def model_risks(predictor: Any, keys: pl.DataFrame, dataset: Path, events: Path 
         tab = _aligned(dataset, "tabular", keys) if predictor.tabular is not None else None
         seq = _aligned(dataset, "sequence", keys) if predictor.sequence is not None else None
         return predictor.predict_features(keys, tab, seq)
-    from ehr_risk.scoring import event_shards
+    from ehr_risk.dataset import event_shards
 
     parts = []
     for shard in event_shards(events):

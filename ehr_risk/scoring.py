@@ -20,7 +20,8 @@ import orjson
 import polars as pl
 import pyarrow.parquet as pq
 
-from ehr_risk.errors import InputDataError, SchemaError
+from ehr_risk.dataset import event_shards
+from ehr_risk.errors import SchemaError
 from ehr_risk.events import scan_events, visible
 from ehr_risk.jobs import atomic_directory, exclusive_lock
 from ehr_risk.tables import load_schema, write_table
@@ -57,14 +58,6 @@ def check_schema_compatible(predictor: Any) -> None:
         raise SchemaError(
             f"model was trained on event schema {trained}, this table is events@{current}: retrain the model"
         )
-
-
-def event_shards(events_dir: Path) -> list[Path]:
-    root = events_dir / "events" if (events_dir / "events").is_dir() else events_dir
-    shards = sorted(p for p in root.glob("*.parquet") if not p.name.startswith("."))
-    if not shards:
-        raise InputDataError(f"{events_dir}: no event shards (*.parquet)")
-    return shards
 
 
 def eligible_times(events: pl.DataFrame, task: Any, as_of: dt.datetime) -> pl.DataFrame:

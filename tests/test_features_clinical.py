@@ -11,22 +11,14 @@ import pytest
 from featuredata import write_codelists
 
 from ehr_risk.errors import ConfigError
+from ehr_risk.events import EVENT_DTYPES
 from ehr_risk.features.clinical import COLUMNS, clinical_variables, clinical_variables_with_quality
 from ehr_risk.features.codelists import CodeList, load_codelist
 from ehr_risk.tables import read_table, write_table
 
 D = dt.datetime
 T = D(2020, 1, 1)
-SCHEMA = {
-    "subject_id": pl.Int64,
-    "time": pl.Datetime("us"),
-    "code": pl.String,
-    "numeric_value": pl.Float32,
-    "text_value": pl.String,
-    "unit": pl.String,
-    "end_time": pl.Datetime("us"),
-    "recorded_time": pl.Datetime("us"),
-}
+SCHEMA = {c: t for c, t in EVENT_DTYPES.items() if c not in ("resource_type", "record_id")}
 
 
 def events(*rows: dict[str, Any]) -> pl.DataFrame:

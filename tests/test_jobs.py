@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from ehr_risk import registry
+from ehr_risk.dataset import event_shards
 from ehr_risk.errors import SchemaError
 from ehr_risk.jobs import JobLockedError, exclusive_lock
-from ehr_risk.scoring import ModelRef, event_shards, score
+from ehr_risk.scoring import ModelRef, score
 from ehr_risk.tasks import load_task
 
 REPO = Path(__file__).resolve().parent.parent

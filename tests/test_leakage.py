@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from ehr_risk.events import EVENT_DTYPES
 from ehr_risk.features import SequenceFeaturizer, TabularFeaturizer, clinical_variables
 
 D = dt.datetime
@@ -43,16 +44,7 @@ POOL: list[tuple[str, str | None, float, float, str | None]] = [
     ("ENCOUNTER/AMB", None, 0, 0, None),
 ]
 NEW_CODES = ["SNOMED/999999999", "LOINC/0000-0", "RxNorm/1"]  # only ever in the future
-SCHEMA = {
-    "subject_id": pl.Int64,
-    "time": pl.Datetime("us"),
-    "code": pl.String,
-    "numeric_value": pl.Float32,
-    "text_value": pl.String,
-    "unit": pl.String,
-    "end_time": pl.Datetime("us"),
-    "recorded_time": pl.Datetime("us"),
-}
+SCHEMA = {c: t for c, t in EVENT_DTYPES.items() if c not in ("resource_type", "record_id")}
 SUBJECTS = (1, 2, 3)
 T = D(2020, 1, 1)
 
