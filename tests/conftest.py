@@ -10,6 +10,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("EHR_RISK_SHARED_DATA", REPO.parent / "shared" / "data"))
+# One fixed id key for the whole run (module-scoped fixtures included): subject ids, hence shards and
+# hash splits, are the same on every run, so data-dependent assertions cannot flip between runs.
+TEST_ID_KEY = "ehr-risk-test-suite-key-0123456789"
+os.environ["EHR_RISK_ID_KEY"] = TEST_ID_KEY
 
 
 @pytest.fixture(scope="session")
@@ -23,4 +27,4 @@ def shared_data() -> Path:
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the real MLflow store or a real id key."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.delenv("EHR_RISK_ID_KEY", raising=False)
+    monkeypatch.setenv("EHR_RISK_ID_KEY", TEST_ID_KEY)

@@ -116,6 +116,21 @@ def test_reingest_gives_identical_table(tmp_path: Path, bulk: Path) -> None:
     assert sorted(p.name for p in (out / "events").iterdir()) == files_before
 
 
+def test_without_a_key_each_output_makes_its_own_and_reuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EHR_RISK_ID_KEY")
+    run_ingest([BUNDLE], tmp_path / "a")
+    key_file = tmp_path / "a" / "private" / "id_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key, first = key_file.read_bytes(), read_events(tmp_path / "a")
+    run_ingest([BUNDLE], tmp_path / "a")  # re-ingest: the key file is reused, the ids do not move
+    assert key_file.read_bytes() == key and read_events(tmp_path / "a").equals(first)
+    run_ingest([BUNDLE], tmp_path / "b")  # another output: another key, other pseudonyms
+    ids_a = set(first["subject_id"].to_list())
+    assert ids_a.isdisjoint(read_events(tmp_path / "b")["subject_id"].to_list())
+
+
 def test_same_key_same_subject_ids_across_outputs(tmp_path: Path, keyed: None) -> None:
     run_ingest([BUNDLE], tmp_path / "a")
     run_ingest([BUNDLE], tmp_path / "b", n_shards=3)
@@ -128,8 +143,8 @@ def test_output_layout_meds_schema_and_private_files(tmp_path: Path, bulk: Path)
     out = tmp_path / "out"
     run_ingest([BUNDLE, bulk], out, n_shards=2)
     shards = sorted((out / "events").glob("*.parquet"))
-    # subject_ids are keyed hashes (a fresh random key per output), so which of the 2 shards the few
-    # subjects land in varies: check that each subject sits in the shard its id selects, and only there
+    # subject_ids are keyed hashes, so which of the 2 shards the few subjects land in depends on the key:
+    # check that each subject sits in the shard its id selects, and only there
     assert 1 <= len(shards) <= 2
     for shard in shards:
         ids = pl.read_parquet(shard, columns=["subject_id"]).get_column("subject_id")

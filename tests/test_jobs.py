@@ -183,7 +183,7 @@ def test_retrain_promotes_then_rejects(trained: dict[str, object], tmp_path: Pat
     uri = str(trained["uri"])
     name = "ehr-risk-ascvd_10y"
     # first run (no champion): the challenger is gated against the clinical score; a lenient gate promotes
-    lenient = {"min_auroc_delta": -1.0, "calibration_slope": [0.0, 10.0]}
+    lenient = {"min_auroc_delta": -1.0, "calibration_slope": [-1e9, 1e9]}  # tiny cohort: any slope
     first = retrain(load_retrain_config(_retrain_config(trained, tmp_path / "one", lenient)))
     assert first.promoted and first.champion_version is None
     assert first.numbers["compared_with"] == "pce"
