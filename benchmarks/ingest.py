@@ -8,9 +8,10 @@ the fastest kept (the machine may be shared). Prints one JSON document:
     {"fhir": {"scales": [{"scale", "files", "resources", "mb", "ingest_s", "parse_s",
                           "resources_per_s", "mb_per_s", "parse_mb_per_s", "throughput_vs_parse",
                           "peak_rss_mb", ...}], "rss_growth_1x_to_max": …, "targets": {…}},
-     "csv": {...}}   # from benchmarks/ingest_csv.py `run()` when that module exists
+     "csv": {...}}   # Synthea CSV at --csv-scales: benchmarks/ingest_csv.py `run()` (one copy of the logic)
 
 Usage: python benchmarks/ingest.py [--data DIR] [--scales 1 4 16] [--repeat 2] [--keep DIR]
+                                  [--csv-scales 1 16 64] [--no-csv | --no-fhir]
 """
 
 from __future__ import annotations
@@ -175,8 +176,9 @@ def run_fhir(data: Path, scales: list[int], repeat: int, keep: Path | None) -> d
     }
 
 
-def run_csv() -> dict[str, Any] | None:
-    """The CSV section, when benchmarks/ingest_csv.py (with `run() -> dict`) exists."""
+def run_csv(scales: tuple[int, ...] = (1, 16)) -> dict[str, Any] | None:
+    """The CSV section (Synthea CSV at `scales`, observation rows per CPU second and peak RSS), when
+    benchmarks/ingest_csv.py (with `run() -> dict`) exists."""
     path = Path(__file__).with_name("ingest_csv.py")
     if not path.exists():
         return None
@@ -184,7 +186,7 @@ def run_csv() -> dict[str, Any] | None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    result: dict[str, Any] = module.run()
+    result: dict[str, Any] = module.run(scales)
     return result
 
 
@@ -197,6 +199,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep (copies are reused)")
     parser.add_argument("--no-csv", action="store_true")
+    parser.add_argument("--no-fhir", action="store_true")
+    parser.add_argument("--csv-scales", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--child", choices=["ingest", "parse"])
     parser.add_argument("--out", type=Path)
     parser.add_argument("folders", type=Path, nargs="*")
@@ -207,9 +211,11 @@ def main() -> None:
     if args.child == "parse":
         print(json.dumps(child_parse(args.folders)))
         return
-    report: dict[str, Any] = {"fhir": run_fhir(args.data, sorted(args.scales), args.repeat, args.keep)}
+    report: dict[str, Any] = {}
+    if not args.no_fhir:
+        report["fhir"] = run_fhir(args.data, sorted(args.scales), args.repeat, args.keep)
     if not args.no_csv:
-        csv = run_csv()
+        csv = run_csv(tuple(sorted(args.csv_scales)))
         if csv is not None:
             report["csv"] = csv
     print(json.dumps(report, indent=2))

@@ -8,8 +8,11 @@ as --shards event shards; larger populations replicate those shards with subject
 (scoring cost depends on the events, not on how they were made). A small GRU and a small transformer are
 trained once (--train-patients, max_epochs 1: training speed is not what is measured) and pickled.
 Measured: `ehr_risk.scoring.score(...)` alone, each (model, scale) in its own child process so its peak RSS
-(ru_maxrss of the child) and CPU time (user + sys) are its own. torch runs --threads threads, polars one
-per core.
+(ru_maxrss of the child) and CPU time (user + sys, all threads) are its own. `score` runs --workers shards
+at once (threads: one shard's featurization overlaps another's network pass), torch --threads threads per
+worker, polars one thread per core (its default). --explain K adds the top-K factors (off by default). The
+1-minute load average before and after each run is recorded: on a shared host, wall-clock figures are
+pessimistic and patients per CPU second is the steadier figure.
 """
 
 from __future__ import annotations
@@ -124,7 +127,17 @@ def _child(args: argparse.Namespace) -> None:
         prof = cProfile.Profile()
         prof.enable()
     w0, c0 = time.perf_counter(), time.process_time()
-    result = score(predictor, load_task(TASK), Path(args.events), AS_OF, out, ref, threads=args.threads)
+    result = score(
+        predictor,
+        load_task(TASK),
+        Path(args.events),
+        AS_OF,
+        out,
+        ref,
+        threads=args.threads,
+        workers=args.workers,
+        explain=args.explain,
+    )
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     if args.profile:
         prof.disable()
@@ -155,7 +168,9 @@ def main() -> None:
     ap.add_argument("--base", type=int, default=10_000, help="patients generated; larger scales replicate")
     ap.add_argument("--shards", type=int, default=4, help="event shards of the base population")
     ap.add_argument("--train-patients", type=int, default=1500)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (score()'s default)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker (score()'s default)")
+    ap.add_argument("--workers", type=int, default=2, help="shards scored at once (score()'s default)")
+    ap.add_argument("--explain", type=int, default=0, help="top contributing factors per patient (0: off)")
     ap.add_argument("--work", default="/tmp/ehr-risk-bench-score", help="cached inputs (reused)")
     ap.add_argument("--profile", action="store_true", help="cProfile each child (to stderr)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -181,12 +196,10 @@ def main() -> None:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             cmd = [sys.executable, __file__, "--child", "--kind", kind, "--predictor", str(pred)]
             cmd += ["--events", str(events), "--out", str(work / "scores"), "--threads", str(args.threads)]
+            cmd += ["--workers", str(args.workers), "--explain", str(args.explain)]
             cmd += ["--profile"] if args.profile else []
-            env = {
-                **os.environ,
-                "OMP_NUM_THREADS": str(args.threads),
-                "POLARS_MAX_THREADS": str(args.threads),
-            }
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            load_before = os.getloadavg()[0]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if args.profile:
                 sys.stderr.write(proc.stderr)
@@ -195,7 +208,8 @@ def main() -> None:
                 continue
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             row = json.loads(proc.stdout.strip().splitlines()[-1])
-            row.update(model=kind, patients=n)
+            row.update(model=kind, patients=n, load_avg_1m_before=round(load_before, 2))
+            row["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
             row["child_cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
             runs.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -203,6 +217,8 @@ def main() -> None:
         "benchmark": "batch scoring (ehr_risk.scoring.score), events -> features -> model -> Parquet",
         "as_of": AS_OF.isoformat(),
         "threads": args.threads,
+        "workers": args.workers,
+        "explain": args.explain,
         "cpu_count": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),

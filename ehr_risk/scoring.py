@@ -1,20 +1,22 @@
 """Batch scoring: every eligible subject as of a date, from the events at or before it.
 
 One job = (model version, as-of date). It holds a lock for that pair, scores shard by shard (shards hold
-whole subjects, so memory stays flat), writes into a scratch folder and swaps it in as the partition
-`OUT/as_of_date=YYYY-MM-DD/model_version=N/` in one rename: a rerun replaces the partition with the same
-rows, a crash leaves the previous partition (or none), and a concurrent run of the same job fails fast.
+whole subjects; `workers` shards in flight at once, each written as soon as it is done, so memory stays
+flat), writes into a scratch folder and swaps it in as the partition `OUT/as_of_date=YYYY-MM-DD/
+model_version=N/` in one rename: a rerun replaces the partition with the same rows, a crash leaves the
+previous partition (or none), and a concurrent run of the same job fails fast.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 import polars as pl
@@ -24,9 +26,11 @@ from ehr_risk.dataset import event_shards
 from ehr_risk.errors import SchemaError
 from ehr_risk.events import scan_events, visible
 from ehr_risk.jobs import atomic_directory, exclusive_lock
+from ehr_risk.predictor import FACTOR_EFFECTS, FACTORS
 from ehr_risk.tables import load_schema, write_table
 
 SUBJECT_ID_SYSTEM = "urn:ehr-risk:subject-id"
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,10 @@ def eligible_times(events: pl.DataFrame, task: Any, as_of: dt.datetime) -> pl.Da
 
 
 def score_shard(
-    predictor: Any, task: Any, shard: Path, as_of: dt.datetime, model: ModelRef
+    predictor: Any, task: Any, shard: Path, as_of: dt.datetime, model: ModelRef, explain: int = 0
 ) -> tuple[pl.DataFrame, int]:
-    """Scores of one shard's eligible subjects, and the number of subjects in the shard."""
+    """Scores of one shard's eligible subjects (with the top `explain` factors each), and the number of
+    subjects in the shard."""
     events = visible(scan_events(shard), as_of).collect()
     n_subjects = events["subject_id"].n_unique()
     times = eligible_times(events, task, as_of)
@@ -98,7 +103,12 @@ def score_shard(
     # features are per subject: the events of people not being scored (often half the shard) are dropped
     # before the featurizers tokenize, sort and join them
     events = events.join(times.select("subject_id"), on="subject_id", how="semi")
-    risks = predictor.predict(events, times)
+    risks = predictor.predict(events, times, explain=explain)
+    if not explain:  # the columns are in the scores schema either way: one table layout for readers
+        risks = risks.with_columns(
+            pl.lit(None, pl.List(pl.String)).alias(FACTORS),
+            pl.lit(None, pl.List(pl.Float64)).alias(FACTOR_EFFECTS),
+        )
     n_inputs = (
         events.group_by("subject_id").len(name="n_inputs").with_columns(pl.col("n_inputs").cast(pl.Int64))
     )
@@ -111,10 +121,16 @@ def score_shard(
 
 
 def risk_assessments(
-    scores: pl.DataFrame, model: ModelRef, task: Any, id_map: dict[int, str] | None
+    scores: pl.DataFrame,
+    model: ModelRef,
+    task: Any,
+    id_map: dict[int, str] | None,
+    explained_column: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """FHIR R4 RiskAssessment resources, one per scored subject, for write-back to the EHR."""
+    """FHIR R4 RiskAssessment resources, one per scored subject, for write-back to the EHR. With
+    explanations, the explained prediction's `rationale` lists the top factors and their effects."""
     risk_cols = [c for c in scores.columns if c.startswith("risk_")]
+    explained_col = explained_column or (risk_cols[-1] if risk_cols else "")
     for row in scores.iter_rows(named=True):
         sid = row["subject_id"]
         source = id_map.get(sid) if id_map else None
@@ -123,22 +139,25 @@ def risk_assessments(
             if source
             else {"identifier": {"system": SUBJECT_ID_SYSTEM, "value": str(sid)}}
         )
-        predictions = []
+        predictions: dict[str, dict[str, Any]] = {}
         for col in risk_cols:
             years = float(col.rsplit("_", 1)[-1].rstrip("y"))
-            predictions.append(
-                {
-                    "outcome": {"text": task.description or task.name},
-                    "probabilityDecimal": round(float(row[col]), 6),
-                    "whenRange": {
-                        "high": {
-                            "value": years,
-                            "unit": "a",
-                            "system": "http://unitsofmeasure.org",
-                            "code": "a",
-                        }
-                    },
-                }
+            predictions[col] = {
+                "outcome": {"text": task.description or task.name},
+                "probabilityDecimal": round(float(row[col]), 6),
+                "whenRange": {
+                    "high": {"value": years, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}
+                },
+            }
+        factors = row.get(FACTORS)
+        if factors and explained_col in predictions:  # feature names and effects, never patient values
+            effects = row[FACTOR_EFFECTS]
+            predictions[explained_col]["rationale"] = (
+                "Top contributing factors (change in risk against the training reference): "
+                + "; ".join(
+                    f"{name} {100 * effect:+.2f} percentage points"
+                    for name, effect in zip(factors, effects, strict=True)
+                )
             )
         yield {
             "resourceType": "RiskAssessment",
@@ -146,19 +165,18 @@ def risk_assessments(
             "subject": subject,
             "occurrenceDateTime": row["prediction_time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
             "method": {"text": f"{model.name} version {model.version} (run {model.run_id})"},
-            "prediction": predictions,
+            "prediction": list(predictions.values()),
         }
 
 
-def _write_fhir(path: Path, resources: Iterator[dict[str, Any]]) -> int:
+def _write_fhir(fh: BinaryIO, resources: Iterator[dict[str, Any]]) -> int:
     from fhir.resources.R4B.riskassessment import RiskAssessment
 
     n = 0
-    with path.open("wb") as fh:
-        for res in resources:
-            RiskAssessment.model_validate(res)  # a resource the EHR would refuse is a bug: fail loudly
-            fh.write(orjson.dumps(res) + b"\n")
-            n += 1
+    for res in resources:
+        RiskAssessment.model_validate(res)  # a resource the EHR would refuse is a bug: fail loudly
+        fh.write(orjson.dumps(res) + b"\n")
+        n += 1
     return n
 
 
@@ -194,6 +212,32 @@ def torch_threads(predictor: Any, threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def in_order(work: Callable[[Path], _T], items: list[Path], workers: int) -> Generator[_T, None, None]:
+    """`work(item)` for each item, yielded in item order, with up to `workers` items in flight.
+
+    Threads suffice: polars and torch release the GIL, so one shard's featurization overlaps another's
+    network pass. At most `workers` shards are held at once, so memory stays flat however many there are.
+    """
+    if workers <= 1:
+        yield from (work(item) for item in items)
+        return
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ehr-risk-score")
+    pending: deque[Future[_T]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
+
+
 def score(
     predictor: Any,
     task: Any,
@@ -204,7 +248,13 @@ def score(
     fhir: bool = False,
     progress: Callable[[int, int], None] = lambda _d, _t: None,
     threads: int | None = 1,
+    workers: int = 2,
+    explain: int = 0,
 ) -> ScoreResult:
+    """Score every eligible subject of `events_dir` as of `as_of` into the partition of (`as_of`, model
+    version). `workers` shards are scored at once (threads; 2 suits a 2-core host), each network pass on
+    `threads` torch threads; output does not depend on either. `explain` > 0 adds each subject's top
+    `explain` contributing factors (ehr_risk.explanations; off by default: it costs time)."""
     import time
 
     check_schema_compatible(predictor)
@@ -213,25 +263,32 @@ def score(
     final = partition_dir(out, as_of, model.version)
     shards = event_shards(events_dir)
     lock = out / f".lock-{model.name}-{model.version}-{as_of.isoformat()}"
-    with exclusive_lock(lock), atomic_directory(final) as tmp, torch_threads(predictor, threads):
+    if getattr(predictor, "network_config", None) is not None:
+        predictor.network()  # built once here, not by two workers at the same time
+    with (
+        exclusive_lock(lock),
+        atomic_directory(final) as tmp,
+        torch_threads(predictor, threads),
+        ExitStack() as files,
+    ):
         scored = n_subjects = 0
-        parts: list[pl.DataFrame] = []
-        for i, shard in enumerate(shards):
-            frame, n = score_shard(predictor, task, shard, as_of_time, model)
+        fhir_file = final / "risk_assessments.ndjson" if fhir else None
+        fhir_out = files.enter_context((tmp / "risk_assessments.ndjson").open("wb")) if fhir else None
+        id_map = _read_id_map(events_dir) if fhir else None
+
+        def work(shard: Path) -> tuple[pl.DataFrame, int]:
+            return score_shard(predictor, task, shard, as_of_time, model, explain)
+
+        results = files.enter_context(closing(in_order(work, shards, workers)))  # stop workers on errors
+        for i, (frame, n) in enumerate(results):
             n_subjects += n
             if frame.height:
                 write_table(frame.to_arrow(), tmp / f"part-{i:04d}.parquet", "scores")
                 scored += frame.height
-                if fhir:
-                    parts.append(frame)
+                if fhir_out is not None:  # streamed shard by shard: memory stays flat
+                    explained = predictor.explained_column if explain else None
+                    _write_fhir(fhir_out, risk_assessments(frame, model, task, id_map, explained))
             progress(i + 1, len(shards))
-        fhir_file = None
-        if fhir:
-            fhir_file = final / "risk_assessments.ndjson"
-            all_scores = pl.concat(parts) if parts else pl.DataFrame()
-            _write_fhir(
-                tmp / fhir_file.name, risk_assessments(all_scores, model, task, _read_id_map(events_dir))
-            )
         manifest = {
             "model": model.__dict__,
             "as_of_date": as_of.isoformat(),
@@ -239,5 +296,7 @@ def score(
             "subjects_scored": scored,
             "events_schema": f"events@{load_schema('events').version}",
         }
+        if explain:
+            manifest["explained"] = {"column": predictor.explained_column, "top_factors": explain}
         (tmp / "_manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return ScoreResult(final, scored, n_subjects, fhir_file, time.monotonic() - start)

@@ -26,8 +26,9 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 import ehr_risk
 from ehr_risk import registry
 from ehr_risk.errors import ConfigError, InputDataError
+from ehr_risk.models.calibration import Recalibration, fit_column
 from ehr_risk.models.classical import BinaryTarget, ClassicalSettings, HorizonClassifiers, fit_binary
-from ehr_risk.models.targets import ipcw_weights
+from ehr_risk.models.targets import binary_label, ipcw_weights
 from ehr_risk.models.training_data import KEYS, TrainingData, fingerprint, load_training_data, schema_versions
 from ehr_risk.predictor import CLASSICAL_KINDS, Predictor, risk_column
 from ehr_risk.train_config import TrainConfig
@@ -218,6 +219,44 @@ def fit_sequence(
     return predictor, info
 
 
+def recalibrate(predictor: Predictor, data: TrainingData, message: Message) -> Recalibration:
+    """Logistic recalibration of every output column on the tuning rows (see models/calibration.py), with
+    the same censoring-aware labels and IPCW weights the classical models are trained with."""
+    rows = data.rows("tuning")
+    idx = pl.Series(rows)
+    tab = data.tabular[idx] if data.tabular is not None and predictor.tabular is not None else None
+    seq = (
+        data.sequence[idx]
+        if data.sequence is not None and predictor.model_kind not in CLASSICAL_KINDS
+        else None
+    )
+    predictor.calibration = None
+    scores = predictor.predict_features(data.keys[idx], tab, seq)
+    cal = Recalibration()
+    for task in predictor.tasks:
+        lab = data.tasks[task]
+        cal.order[task] = [risk_column(task, h) for h in sorted(predictor.horizons[task])]
+        for h in predictor.horizons[task]:
+            column = risk_column(task, h)
+            y, known = binary_label(lab.years, lab.is_event, lab.is_competing, h)
+            weight = ipcw_weights(lab.years, lab.is_event, lab.is_competing, h)
+            sel = lab.in_task[rows] & known[rows]
+            risk = scores.get_column(column).to_numpy()[sel]
+            coef, why = fit_column(risk, y[rows][sel], weight[rows][sel])
+            if coef is None:
+                cal.skipped[column] = why
+            else:
+                cal.coefficients[column] = coef
+    primary = [risk_column(t, predictor.primary_horizons[t]) for t in predictor.tasks]
+    for column in primary:
+        if column in cal.coefficients:
+            a, b = cal.coefficients[column]
+            message(f"train: recalibrated {column} on the tuning split: intercept {a:+.3f}, slope {b:.3f}")
+        elif column in cal.skipped:
+            message(f"train: {column} left uncalibrated: {cal.skipped[column]}")
+    return cal
+
+
 def split_metrics(predictor: Predictor, data: TrainingData) -> tuple[dict[str, float], pl.DataFrame]:
     """Scores of the tuning and held-out rows from the dataset's feature tables, and AUROC / Brier at each
     output horizon that has a label column (rows with a known label only)."""
@@ -277,6 +316,9 @@ def train(config: TrainConfig, message: Message | None = None) -> TrainResult:
             predictor, details = fit_sequence(config, data, say, logger)
         else:
             predictor, details = fit_classical(config, data, say)
+        if config.recalibration == "logistic":
+            predictor.calibration = recalibrate(predictor, data, say)
+            details["recalibration"] = predictor.calibration.summary()
         predictor.metadata = {
             "run_id": run_id,
             "dataset_fingerprint": fp,

@@ -75,6 +75,9 @@ class TrainConfig(_Frozen):
         default=None, description="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns"
     )
     output_dir: Path | None = Field(default=None, description="where tuning/held-out predictions are written")
+    recalibration: Literal["logistic", "none"] = Field(
+        default="logistic", description="refit intercept and slope of logit risk on the tuning split"
+    )
     lr: LRParams = Field(default_factory=LRParams)
     gbm: GBMParams = Field(default_factory=GBMParams)
     network: NetworkParams = Field(default_factory=NetworkParams)

@@ -217,6 +217,7 @@ def test_tiny_spills_and_many_shards_give_the_same_table(
     inputs = [FIXTURES / "synthea_current", FIXTURES / "synthea_current"]  # every record twice
     big, big_summary = run(inputs, tmp_path / "big", n_shards=3)
     monkeypatch.setattr(output, "SPILL_ROWS", 5)
+    monkeypatch.setattr(output, "SPILL_ROWS_PER_SHARD", 1)
     small, small_summary = run(inputs, tmp_path / "small", n_shards=3)
     assert len(list((tmp_path / "small" / "events").glob("*.parquet"))) > 1
     assert small.equals(big)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -38,7 +39,7 @@ def test_json_schema_file_is_in_sync() -> None:
 def test_mapping_validation_errors_name_the_problem(tmp_path: Path) -> None:
     good = yaml.safe_load((COHORT / "mapping.yaml").read_text())
     assert isinstance(load_mapping(COHORT / "mapping.yaml"), CohortMapping)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"columns": {"sbp": {"type": "numeric", "code": "FOO/1"}}}, "not VOCAB/code"),
         ({"columns": {"sbp": {"type": "numeric"}}}, "needs a `code`"),
         ({"columns": {"sex": {"type": "categorical"}}}, "needs `values`"),
@@ -145,7 +146,7 @@ def test_framingham_mapping_end_to_end(shared_data: Path, tmp_path: Path) -> Non
     for column, code in [("totChol", "LOINC/2093-3"), ("glucose", "LOINC/2345-7"), ("BMI", "LOINC/39156-5")]:
         assert count(code) == raw[column].drop_nulls().len()  # NA → no event, never zero
         values = events.filter(pl.col("code") == code)["numeric_value"]
-        assert values.min() > 0
+        assert float(values.min()) > 0  # type: ignore[arg-type]
         assert values.sum() == pytest.approx(raw[column].sum(), rel=1e-5)
     # the reference-date policy: baseline 2000-01-01, birth = baseline − age, outcome at the window's end
     base = events.filter(pl.col("code") == "LOINC/8480-6")["time"].unique().to_list()

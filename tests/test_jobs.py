@@ -219,3 +219,43 @@ def test_network_inference_threads_are_set_then_restored() -> None:
     assert torch.get_num_threads() == before
     with torch_threads(SimpleNamespace(network_config=None), target):  # no network: torch untouched
         assert torch.get_num_threads() == before
+
+
+def test_scores_do_not_depend_on_the_number_of_workers(trained: dict[str, object], tmp_path: Path) -> None:
+    root, result = trained["root"], trained["result"]
+    assert isinstance(root, Path)
+    ref = ModelRef("ehr-risk-ascvd_10y", str(trained["version"]), result.run_id, "models:/x")  # type: ignore[attr-defined]
+    parts = {}
+    for workers in (1, 2):
+        out = tmp_path / str(workers)
+        done = score(result.predictor, load_task(TASK), root / "events", AS_OF, out, ref, workers=workers)  # type: ignore[attr-defined]
+        parts[workers] = {p.name: p.read_bytes() for p in done.partition.glob("part-*.parquet")}
+    assert len(parts[1]) == 2 and parts[1] == parts[2]  # same files, byte for byte
+
+
+def test_explain_adds_top_factors_to_scores_and_fhir(trained: dict[str, object], tmp_path: Path) -> None:
+    from ehr_risk.explanations import factor_groups
+
+    root, result = trained["root"], trained["result"]
+    assert isinstance(root, Path)
+    predictor = result.predictor  # type: ignore[attr-defined]
+    ref = ModelRef("ehr-risk-ascvd_10y", str(trained["version"]), result.run_id, "models:/x")  # type: ignore[attr-defined]
+    plain = _read(_score(trained, tmp_path / "plain").partition)
+    assert plain["top_factors"].null_count() == plain.height  # the columns exist, empty, without --explain
+    done = score(
+        predictor, load_task(TASK), root / "events", AS_OF, tmp_path / "x", ref, fhir=True, explain=3
+    )
+    explained = _read(done.partition)
+    risk = [c for c in plain.columns if c.startswith("risk_")]
+    assert explained.select("subject_id", *risk).equals(plain.select("subject_id", *risk))
+    assert explained["top_factors"].list.len().max() == 3
+    names = set(explained["top_factors"].explode().drop_nulls().to_list())
+    assert names <= set(factor_groups(predictor.feature_names)[0])
+    manifest = json.loads((done.partition / "_manifest.json").read_text())
+    assert manifest["explained"] == {"column": predictor.explained_column, "top_factors": 3}
+    assert done.fhir_file is not None
+    resource = json.loads(done.fhir_file.read_text().splitlines()[0])
+    rationale = [p["rationale"] for p in resource["prediction"] if "rationale" in p]
+    assert len(rationale) == 1 and "percentage points" in rationale[0]
+    subject = explained.filter(pl.col("top_factors").list.len() > 0).row(0, named=True)
+    assert subject["top_factors"][0] in done.fhir_file.read_text()

@@ -115,7 +115,7 @@ def _covariates(n: int, **overrides: np.ndarray) -> Covariates:
         age=f + 55, male=~b, black=b, hispanic=b, tc=f + 200, hdl=f + 50, sbp=f + 120, bmi=f + 28,
         hba1c_latent=f + 5.6, egfr_latent=f + 75, bp_treated=b, statin=b, smoker=b, former_smoker=b,
         diabetes=b, ckd=b, hf=b, af=b, prior_ascvd=b, prior_mi=b, hypertension=b, sbp_rise=f, statin_gap=b,
-        unstable=b,
+        unstable=b, bp_variability=f, burden=f,
     )  # fmt: skip
     base.update(overrides)
     return Covariates(**base)
@@ -140,6 +140,12 @@ def test_hazard_model_acts_like_the_published_equations() -> None:
     assert hr(sbp_rise=np.array([4.0])) == pytest.approx(np.exp(4 * p.ascvd.sbp_rise))
     assert hr(statin_gap=one) == pytest.approx(np.exp(p.ascvd.statin_gap))
     assert hr(unstable=one) == pytest.approx(np.exp(p.ascvd.unstable))
+    assert hr(bp_variability=np.array([1.0])) == pytest.approx(np.exp(p.ascvd.bp_variability))
+    assert hr(burden=np.array([np.log(2.0)])) == pytest.approx(2.0**p.ascvd.burden)
+    # what the PCE leaves out
+    assert hr(af=one) == pytest.approx(np.exp(p.ascvd.af))
+    assert hr(ckd=one) == pytest.approx(np.exp(p.ascvd.ckd))
+    assert hr(hba1c_latent=np.array([6.6])) == pytest.approx(np.exp(p.ascvd.hba1c))
 
 
 def test_truth_reacts_to_hidden_history() -> None:
@@ -161,6 +167,7 @@ def test_truth_reacts_to_hidden_history() -> None:
     base = mean_risk()
     assert mean_risk(unstable_left=np.int8(2)) > 1.3 * base
     assert mean_risk(rise_left=np.int16(5), rise_slope=np.float64(5.0)) > 1.2 * base
+    assert mean_risk(u_bpv=np.float64(1.5)) > 1.3 * mean_risk(u_bpv=np.float64(-1.5))
 
 
 def test_emergency_clusters_in_records_mark_higher_true_risk(chunk: Chunk) -> None:

@@ -80,6 +80,38 @@ def test_classical_training_is_reproducible_and_writes_predictions(dataset: Path
     assert {"risk_toy_10y_5y", "risk_toy_10y_10y", "label_toy_10y_10y"} <= set(pred.columns)
 
 
+def test_recalibration_on_the_tuning_split_keeps_ranking_and_fits_slope_one(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path, n=1500)  # enough tuning events to fit an intercept and a slope
+
+    def run(recalibration: str) -> tuple[pl.DataFrame, dict]:
+        cfg = TrainConfig(
+            dataset=dataset,
+            tasks=["toy_10y"],
+            model="lr",
+            register_model=False,
+            horizons=[5, 10],
+            recalibration=recalibration,
+            tracking_uri=f"sqlite:///{dataset.parent / 'mlflow.db'}",
+            lr={"C": [10.0]},  # weakly regularised: over-confident on 300 rows
+        )  # type: ignore[arg-type]
+        res = train(cfg)
+        keys = pl.read_parquet(dataset / "labels" / "toy_10y.parquet").select("subject_id", "prediction_time")
+        tab = pl.read_parquet(dataset / "features" / "tabular.parquet")
+        tab = keys.join(tab, on=["subject_id", "prediction_time"], how="left", maintain_order="left")
+        return res.predictor.predict_features(keys, tab, None), res.details
+
+    plain, _ = run("none")
+    fixed, details = run("logistic")
+    a, b = details["recalibration"]["coefficients"]["risk_toy_10y_10y"].values()
+    assert 0 < b < 1  # an over-confident model is pulled in
+    before, after = plain.get_column("risk_toy_10y_10y"), fixed.get_column("risk_toy_10y_10y")
+    assert not before.equals(after)
+    assert (fixed.get_column("risk_toy_10y_10y") >= fixed.get_column("risk_toy_10y_5y")).all()
+    # the predictor applies the fitted map, then keeps the 10-year risk at least the 5-year one
+    expect = 1 / (1 + np.exp(-(a + b * np.log(before.to_numpy() / (1 - before.to_numpy())))))
+    assert np.allclose(np.maximum(expect, fixed.get_column("risk_toy_10y_5y").to_numpy()), after.to_numpy())
+
+
 def test_one_network_predicts_several_tasks(dataset: Path) -> None:
     cfg = TrainConfig(
         dataset=dataset,

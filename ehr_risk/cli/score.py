@@ -24,6 +24,23 @@ def score(
         None, "--task", help="Task whose population is scored (default: the model's)."
     ),
     fhir: bool = typer.Option(False, "--fhir", help="Also write FHIR R4 RiskAssessment NDJSON."),
+    explain: int = typer.Option(
+        0,
+        "--explain",
+        min=0,
+        metavar="K",
+        help=(
+            "Add each patient's K top contributing factors (columns top_factors, top_factor_effects) for the "
+            "risk at the primary horizon. Factors are named variables or feature groups (systolic_bp_mm_hg, "
+            "'LOINC/4548-4 count', age_years, sex, 'event history'); the effect is the risk minus the risk "
+            "with that factor at its training reference: coefficient x standardised value for logistic "
+            "regression, tree-path contributions for gradient boosting, the static features set to their "
+            "training means (and an empty history) for the networks. Off by default (slower)."
+        ),
+    ),
+    workers: int = typer.Option(
+        2, "--workers", min=1, help="Shards scored at once (threads); about one per CPU core."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines."),
 ) -> None:
     """Score every eligible subject as of a date; idempotent, atomic and locked per (model version, date)."""
@@ -52,6 +69,8 @@ def score(
         ref,
         fhir=fhir,
         progress=lambda d, _t: bar(d),
+        workers=workers,
+        explain=explain,
     )
     print(
         f"score: {result.subjects_scored:,} of {result.subjects_in_data:,} subjects scored as of "

@@ -30,7 +30,7 @@ def synth(
     gzip: bool = typer.Option(False, "--gzip", help="Compress the record files (.gz)."),
     end_date: str = typer.Option("2024-12-31", "--end-date", help="Last day of the records (YYYY-MM-DD)."),
     landmarks: str = typer.Option(
-        "2010-01-01,2015-01-01", "--landmarks", help="Truth landmark dates (1 January)."
+        "2006-01-01,2010-01-01,2014-01-01,2015-01-01", "--landmarks", help="Truth landmark dates (1 January)."
     ),
     horizons: str = typer.Option("5,10", "--horizons", help="Truth horizons in years, comma-separated."),
     replicates: int = typer.Option(

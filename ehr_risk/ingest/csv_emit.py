@@ -40,7 +40,8 @@ class CsvFile:
         self.bad = BadRows()
         self._pending: list[tuple[int, str, str | None]] = []
         self._held: list[tuple[int, str, str | None]] = []
-        self._carry: tuple[np.ndarray, np.ndarray] | None = None  # previous batch: keys, rows so far
+        # previous batch: its keys, and the rows so far of those seen more than once (the others: one)
+        self._carry: tuple[pl.Series, dict[int, int]] | None = None
 
     def reject(self, rows: pl.DataFrame, reason: str, columns: list[str]) -> None:
         """Reject every row of `rows` (which has `_line` and the raw string `columns`) with one reason.
@@ -91,35 +92,31 @@ class CsvFile:
 
         Same-key rows further apart than one batch get the same rank, so the later one counts as a
         duplicate record in the summary (documented; Synthea writes a record's rows together).
-        One stable sort gives the groups, each row's place in its group and the carry to the next batch.
+        Two hash passes find the few rows that need a rank (a key repeated in this batch or met in the
+        previous one); only those are counted, in row order.
         """
         n = len(key)
-        ordered = np.sort(key)
-        if n < 2 or not (ordered[1:] == ordered[:-1]).any():  # all keys distinct: rank = carried count
-            seen = self._prior(ordered)
-            rank = self._prior(key) if seen.any() else np.zeros(n, dtype=np.int64)
-            self._carry = (ordered, seen + 1)
-            return rank
-        order = np.argsort(key, kind="stable")
-        ordered = key[order]
-        first = np.ones(n, dtype=bool)
-        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        starts = np.flatnonzero(first)
-        group = np.cumsum(first) - 1
-        uniq = ordered[starts]
-        prior = self._prior(uniq)
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n) - starts[group] + prior[group]
-        self._carry = (uniq, prior + np.diff(starts, append=n))
+        keys = pl.Series(key, dtype=pl.UInt64)
+        special = keys.is_duplicated()
+        carried = self._carry
+        if carried is not None:
+            special = special | keys.is_in(carried[0].implode())
+        rank = np.zeros(n, dtype=np.int64)
+        counts: dict[int, int] = {}
+        if special.any():
+            where = special.arg_true().to_numpy()
+            prior = carried[1] if carried is not None else {}
+            in_prior = (
+                keys.gather(where).is_in(carried[0].implode()).to_numpy() if carried is not None else None
+            )
+            for j, (i, k) in enumerate(zip(where.tolist(), key[where].tolist(), strict=True)):
+                c = counts.get(k)
+                if c is None:  # first row of the key in this batch: starts after the previous batch's rows
+                    c = prior.get(k, 1) if in_prior is not None and in_prior[j] else 0
+                rank[i] = c
+                counts[k] = c + 1
+        self._carry = (keys, {k: c for k, c in counts.items() if c > 1})
         return rank
-
-    def _prior(self, key: np.ndarray) -> np.ndarray:
-        """Rows the previous batch had with each of `key` (0 when none)."""
-        if self._carry is None:
-            return np.zeros(len(key), dtype=np.int64)
-        keys, seen = self._carry
-        at = np.searchsorted(keys, key).clip(max=len(keys) - 1)
-        return np.where(keys[at] == key, seen[at], 0)
 
 
 def keyed(
@@ -141,10 +138,18 @@ def keyed(
     return out.to_numpy().astype(np.uint64, copy=False)
 
 
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
 def _splitmix(z: np.ndarray) -> np.ndarray:
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    """splitmix64's finaliser, in place (no temporaries but the shifts)."""
+    z ^= z >> _S30
+    z *= _M1
+    z ^= z >> _S27
+    z *= _M2
+    z ^= z >> _S31
+    return z
 
 
 def combine(parts: list[np.ndarray]) -> np.ndarray:
@@ -152,14 +157,16 @@ def combine(parts: list[np.ndarray]) -> np.ndarray:
     h = np.full(len(parts[0]), 0x9E3779B97F4A7C15, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for part in parts:
-            h = _splitmix(h ^ part.astype(np.uint64, copy=False))
-    return (h & _MASK).astype(np.int64)
+            h ^= part.astype(np.uint64, copy=False)
+            _splitmix(h)
+    h &= _MASK
+    return h.view(np.int64)
 
 
 def as_u64(values: pl.Series) -> np.ndarray:
     """Integers/datetimes as uint64 bit patterns (null → a fixed sentinel)."""
-    ints = values.cast(pl.Int64).fill_null(-(1 << 62)).to_numpy()
-    return ints.view(np.uint64)
+    ints = values.cast(pl.Int64)
+    return (ints.fill_null(-(1 << 62)) if ints.null_count() else ints).to_numpy().view(np.uint64)
 
 
 def emit(ing: Ingestor, events: pl.DataFrame, resource_type: str, n_records: int) -> None:
@@ -169,6 +176,8 @@ def emit(ing: Ingestor, events: pl.DataFrame, resource_type: str, n_records: int
         return
     ing.converted(resource_type, n_records)
     first = ing.next_seqs(n_records)
+    if not events.get_column("_row").is_sorted():  # tables with several events per row: record order
+        events = events.sort("_row", maintain_order=True)
     events = events.with_columns((pl.col("_row").cast(pl.Int64) + first).alias("_seq"))
     columns = [
         (pl.col(c) if c in events.columns else pl.lit(None)).cast(t).alias(c) for c, t in EVENT_FRAME.items()

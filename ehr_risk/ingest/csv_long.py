@@ -118,10 +118,10 @@ def _reject_time(
 def _raw_or_null(src: SchemaFile, b: pl.DataFrame, name: str) -> pl.Series:
     if src.has(name):
         return b.get_column(name)
-    return pl.Series(name, [None] * b.height, dtype=pl.String)
+    return pl.repeat(None, b.height, dtype=pl.String, eager=True).alias(name)
 
 
 def _typed_or_null(src: SchemaFile, b: pl.DataFrame, name: str, dtype: pl.DataType) -> pl.Series:
     if src.has(name):
         return b.get_column(typed(name))
-    return pl.Series(name, [None] * b.height, dtype=dtype)
+    return pl.repeat(None, b.height, dtype=dtype, eager=True).alias(name)

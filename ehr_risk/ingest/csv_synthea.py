@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ehr_risk.ingest.csv_emit import emit
-from ehr_risk.ingest.csv_read import BadRows, UnreadableFile, iter_batches, read_header
+from ehr_risk.ingest.csv_read import BadRows, UnreadableFile, count_rows, read_header
 from ehr_risk.ingest.csv_schema import load_input_schema
 from ehr_risk.ingest.csv_synthea_tables import CONVERTERS, SyntheaContext
 from ehr_risk.ingest.csv_table import SchemaFile
@@ -136,7 +136,7 @@ def _skip_rows(ing: Ingestor, path: Path, resource_type: str, reason: str) -> No
     """Count the rows of a table that is not converted (malformed rows included): skipped by type."""
     header = read_header(path)
     bad = BadRows()
-    n = sum(batch.height for batch in iter_batches(path, header, header, bad)) + len(bad.texts)
+    n = count_rows(path, header, bad) + len(bad.texts)
     if n:
         ing.summary.read[resource_type] += n
         ing.summary.skipped[resource_type] += n

@@ -58,10 +58,21 @@ class SyntheaContext:
         self.ing = ing
         self.condition_codes: dict[str, str] = {}  # lower-case description → SNOMED/… (causes of death)
         self.code_hashes: dict[str, int] = {}  # keyed hashes of codes, reused across batches
+        self._answers: tuple[int, pl.DataFrame] | None = None  # answer table, rebuilt when conditions grow
+        self._described: pl.Series | None = None  # codes with a description (refreshed when that grows)
 
     def subjects(self, source_ids: pl.Series) -> pl.Series:
         ids = {v: self.ing.ids.subject_id(v) for v in source_ids.unique().to_list()}
         return source_ids.replace_strict(ids, return_dtype=pl.Int64)
+
+    def answer_table(self) -> pl.DataFrame:
+        """(question code, lower-case answer text, answer code): SYNTHEA_ANSWERS and causes of death."""
+        if self._answers is None or self._answers[0] != len(self.condition_codes):
+            known = [(c, t, v) for (c, t), v in SYNTHEA_ANSWERS.items()]
+            known += [(CAUSE_OF_DEATH, d, v) for d, v in self.condition_codes.items()]
+            table = pl.DataFrame(known, schema={"c": pl.String, "l": pl.String, "v": pl.String}, orient="row")
+            self._answers = (len(self.condition_codes), table)
+        return self._answers[1]
 
     def skip(self, resource_type: str, n: int, reason: str) -> None:
         if n:
@@ -73,10 +84,16 @@ class SyntheaContext:
         if description is None:
             return
         known = self.ing.events.descriptions
+        if self._described is not None and len(self._described) == len(known):
+            new = ~code.is_in(self._described.implode())  # codes described already cost one lookup
+            if not new.any():
+                return
+            code, description = code.filter(new), description.filter(new)
         pairs = pl.DataFrame({"c": code, "d": description}).drop_nulls().unique("c", keep="first")
         for c, d in pairs.iter_rows():
             if c not in known:
                 self.ing.events.describe(c, d)
+        self._described = pl.Series(list(known), dtype=pl.String)
 
     def record_ids(self, src: SchemaFile, parts: list[pl.Series]) -> np.ndarray:
         """Keyed id of rows without a source id: subject, code, time plus the same-key ordinal.
@@ -98,13 +115,13 @@ class SyntheaContext:
 def _col(b: pl.DataFrame, src: SchemaFile, name: str) -> pl.Series:
     if src.has(name):
         return b.get_column(name)
-    return pl.Series(name, [None] * b.height, dtype=pl.String)
+    return pl.repeat(None, b.height, dtype=pl.String, eager=True).alias(name)
 
 
 def _time(b: pl.DataFrame, src: SchemaFile, name: str) -> pl.Series:
     if src.has(name):
         return b.get_column(typed(name))
-    return pl.Series(name, [None] * b.height, dtype=pl.Datetime("us"))
+    return pl.repeat(None, b.height, dtype=pl.Datetime("us"), eager=True).alias(name)
 
 
 def _frame(b: pl.DataFrame, subject: pl.Series, **columns: pl.Series | pl.Expr | object) -> pl.DataFrame:
@@ -210,62 +227,78 @@ def _simple(
 
 
 def observations(ctx: SyntheaContext, src: SchemaFile, b: pl.DataFrame) -> Converted:
-    raw_code = b.get_column("CODE").str.strip_chars()
-    metric = raw_code.is_in(SYNTHEA_METRICS)
-    if metric.any():
-        ctx.skip("Observation", int(metric.sum()), "Synthea QALY/DALY/QOLS summary metric")
-        b, raw_code = b.filter(~metric), raw_code.filter(~metric)
-    value = b.get_column("VALUE").str.strip_chars()
-    number = parse_numbers(value)
+    """Numeric values in canonical units, text answers as codes. The busiest table: its columns and
+    flags come from a few whole-column passes per batch, each derived column computed once, and rows are
+    filtered only when a batch has skipped or rejected rows."""
+    x = b.select(
+        pl.col("CODE").str.strip_chars().alias("code"),
+        pl.col("VALUE").str.strip_chars().alias("value"),
+        _col(b, src, "UNITS").str.strip_chars().alias("unit"),
+        (pl.col("TYPE").str.strip_chars().str.to_lowercase() if src.has("TYPE") else pl.lit(None)).alias(
+            "kind"
+        ),
+    )
+    value, unit, kind, number = pl.col("value"), pl.col("unit"), pl.col("kind"), pl.col("number")
+    x = x.with_columns(value.cast(pl.Float64, strict=False).alias("number"))
+    if x.select((number.is_null() & value.str.contains(",", literal=True)).any()).item():  # `1,234.5`: rare
+        x = x.with_columns(parse_numbers(x.get_column("value"), stripped=True).alias("number"))
     if src.has("TYPE"):
-        kind = b.get_column("TYPE").str.strip_chars().str.to_lowercase()
         # Synthea writes a few quantities as TYPE text with a unit (income 63586-2 in `/a`); its FHIR
         # exporter writes them as numbers, so a number with a unit is numeric whatever TYPE says.
-        quantity = (kind == "text") & number.is_not_null() & _col(b, src, "UNITS").is_not_null()
+        quantity = (kind == "text") & number.is_not_null() & unit.is_not_null()
         numeric = ((kind == "numeric") | quantity).fill_null(False)
-        bad = numeric & number.is_null() & value.is_not_null()
-        b = src.reject(b, bad, "non-numeric value for a numeric observation")
-        keep = ~bad
-        raw_code, value, number, numeric = (s.filter(keep) for s in (raw_code, value, number, numeric))
     else:  # older layouts: a value that parses as a number is numeric
         numeric = number.is_not_null()
-    code = "LOINC/" + raw_code
-    frame = pl.DataFrame(
-        {
-            "code": code,
-            "numeric_value": number.set(~numeric, None),
-            "unit": _col(b, src, "UNITS").str.strip_chars(),
-        }
+    # each derived column once (chained, one collect): an expression used twice would be computed twice
+    has_number = pl.col("numeric") & number.is_not_null()
+    values = (
+        x.lazy()
+        .with_columns(numeric.alias("numeric"), pl.col("code").is_in(SYNTHEA_METRICS).alias("_metric"))
+        .select(
+            ("LOINC/" + pl.col("code")).alias("code"),
+            pl.when(has_number).then(number).alias("numeric_value"),
+            unit,
+            pl.when(~has_number).then(value).alias("text_value"),
+            pl.col("_metric"),
+            (pl.col("numeric") & number.is_null() & value.is_not_null() & ~pl.col("_metric")).alias("_bad"),
+        )
+        .collect()
     )
-    b, frame = src.check_values(b, frame)
-    has_number = frame.get_column("numeric_value").is_not_null()
-    text = b.get_column("VALUE").str.strip_chars().set(has_number, None)
-    text = _code_answers(ctx, frame.get_column("code"), text)
+    metric_rows, bad_rows = values.get_column("_metric"), values.get_column("_bad")
+    if metric_rows.any() or bad_rows.any():
+        ctx.skip("Observation", int(metric_rows.sum()), "Synthea QALY/DALY/QOLS summary metric")
+        if bad_rows.any():
+            src.file.reject(b.filter(bad_rows), "non-numeric value for a numeric observation", src.columns)
+        keep = ~(metric_rows | bad_rows)
+        b, values = b.filter(keep), values.filter(keep)
+    b, values = src.check_values(b, values.drop("_metric", "_bad"))
+    code = values.get_column("code")
+    text = _code_answers(ctx, code, values.get_column("text_value"))
     time = b.get_column(typed("DATE"))
     subject = ctx.subjects(b.get_column("PATIENT"))
-    rid = ctx.record_ids(src, [subject, frame.get_column("code"), time])
-    ctx.describe(frame.get_column("code"), _col(b, src, "DESCRIPTION"))
-    events = _frame(
-        b,
-        subject,
-        time=time,
-        code=frame.get_column("code"),
-        numeric_value=frame.get_column("numeric_value"),
-        text_value=text,
-        unit=frame.get_column("unit").replace("", None),
-        resource_type="Observation",
-        record_id=pl.Series(rid),
+    rid = ctx.record_ids(src, [subject, code, time])
+    ctx.describe(code, _col(b, src, "DESCRIPTION"))
+    events = pl.DataFrame(
+        [
+            subject.alias("subject_id"),
+            pl.int_range(b.height, eager=True, dtype=pl.Int64).alias("_row"),
+            time.alias("time"),
+            code,
+            values.get_column("numeric_value"),
+            text,
+            values.get_column("unit"),
+            pl.repeat("Observation", b.height, eager=True).alias("resource_type"),
+            pl.Series("record_id", rid),
+        ]
     )
     return events, b.height
 
 
 def _code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.Series:
     """Display texts of coded answers → `VOCAB/code` (SYNTHEA_ANSWERS; causes of death by condition)."""
-    known = [(c, t, v) for (c, t), v in SYNTHEA_ANSWERS.items()]
-    known += [(CAUSE_OF_DEATH, d, v) for d, v in ctx.condition_codes.items()]
-    table = pl.DataFrame(known, schema={"c": pl.String, "l": pl.String, "v": pl.String}, orient="row")
+    table = ctx.answer_table()
     # only the few rows with a text answer to a coded question are looked up (lower-cased, joined)
-    where = (text.is_not_null() & code.is_in(table.get_column("c").unique().to_list())).arg_true()
+    where = (text.is_not_null() & code.is_in(table.get_column("c").unique().implode())).arg_true()
     if where.is_empty():
         return text.alias("text_value")
     rows = pl.DataFrame({"c": code.gather(where), "t": text.gather(where)})

@@ -17,7 +17,7 @@ from ehr_risk.ingest import units
 from ehr_risk.ingest.csv_emit import CsvFile
 from ehr_risk.ingest.csv_read import LINE, iter_batches, read_header
 from ehr_risk.ingest.csv_schema import InputSchema
-from ehr_risk.ingest.csv_values import canonicalize, implausible, parse_numbers, parse_times
+from ehr_risk.ingest.csv_values import convert_values, parse_numbers, parse_times
 
 if TYPE_CHECKING:
     from ehr_risk.ingest.run import Ingestor
@@ -51,33 +51,57 @@ class SchemaFile:
         return name in self.mapping
 
     def batches(self) -> Iterator[pl.DataFrame]:
-        """Typed batches; call `self.file.finish()` after the last one (done here when exhausted)."""
+        """Typed batches; call `self.file.finish()` after the last one (done here when exhausted).
+
+        The checks of a batch are computed in one pass (one flag per column) and rows are filtered only
+        when a flag is up, so a clean batch costs one parse per typed column.
+        """
         renames = {h: c for c, h in self.mapping.items()}
         types = self.schema.types()
         required = [c.name for c in self.schema.columns if not c.nullable and c.name in self.mapping]
+        typed_cols = [c for c in self.columns if types[c] != "string"]
+        fast: dict[str, str] = {}  # per timestamp column: the plain format of its first batch
         for raw in iter_batches(self.file.path, self.header, list(self.mapping.values()), self.file.bad):
             frame = raw.rename(renames)
-            for name in required:
-                values = frame.get_column(name)
-                bad = values.is_null() | values.str.contains(r"^\s*$")  # NA markers are null already
-                frame = self._drop(frame, bad, f"missing required value {name}")
-            for name in self.columns:
-                kind = types[name]
-                if kind == "string":
-                    continue
+            missing = (
+                frame.select(
+                    (pl.col(n).is_null() | pl.col(n).str.contains(r"^\s*$")).any().alias(n) for n in required
+                ).row(0)
+                if required
+                else ()
+            )
+            for name, flagged in zip(required, missing, strict=True):
+                if flagged:  # NA markers are null already
+                    values = frame.get_column(name)
+                    bad = values.is_null() | values.str.contains(r"^\s*$")
+                    frame = self._drop(frame, bad, f"missing required value {name}")
+            for name in typed_cols:
                 raw_col = frame.get_column(name)
-                if kind == "timestamp[us]":
-                    parsed = parse_times(raw_col, tz=self.tz, fmt=self.date_format)
+                if types[name] == "timestamp[us]":
+                    parsed = self._times(raw_col, fast)
                     reason = f"unparseable date in {name}"
                 else:
                     parsed = parse_numbers(raw_col)
                     reason = f"non-numeric value in {name}"
                 frame = frame.with_columns(parsed.alias(typed(name)))
-                frame = self._drop(frame, raw_col.is_not_null() & parsed.is_null(), reason)
+                if parsed.null_count() != raw_col.null_count():
+                    frame = self._drop(frame, raw_col.is_not_null() & parsed.is_null(), reason)
             if frame.height:
                 yield frame
             self.file.flush()
         self.file.finish()
+
+    def _times(self, raw: pl.Series, fast: dict[str, str]) -> pl.Series:
+        """`parse_times`, trying first the plain format that parsed this column's last batch whole."""
+        fmt = fast.get(raw.name)
+        if fmt and self.date_format is None and (self.tz == "UTC" or fmt.endswith("Z")):
+            got = raw.str.to_datetime(fmt, strict=False, time_unit="us")
+            if got.null_count() == raw.null_count():
+                return got
+        parsed = parse_times(raw, tz=self.tz, fmt=self.date_format)
+        if fmt is None:  # learnt once per file ("" = no plain format: parse_times every batch)
+            fast[raw.name] = _plain_format(raw, parsed)
+        return parsed
 
     def _drop(self, frame: pl.DataFrame, bad: pl.Series, reason: str) -> pl.DataFrame:
         if not bad.any():
@@ -97,46 +121,60 @@ class SchemaFile:
         returns both frames without them, numbers in canonical units (unit null where there is no number).
         """
         values, errors, bad = _convert_values(values)
-        for reason in errors.drop_nulls().unique().sort().to_list():
-            this = (errors == reason).fill_null(False)
-            b, values = self.reject(b, this, reason), values.filter(~this)
-            errors, bad = errors.filter(~this), bad.filter(~this)
-        for code in values.filter(bad).get_column("code").unique().sort().to_list():
-            rng = units.plausible_range(code)
-            where = f" (outside {rng[0]:g}-{rng[1]:g} {rng[2]})" if rng else ""
-            this = bad & (values.get_column("code") == code)
-            b, values, bad = (
-                self.reject(b, this, f"implausible value for {code}{where}"),
-                values.filter(~this),
-                bad.filter(~this),
-            )
+        if errors.null_count() < len(errors):
+            for reason in errors.drop_nulls().unique().sort().to_list():
+                this = (errors == reason).fill_null(False)
+                b, values = self.reject(b, this, reason), values.filter(~this)
+                errors, bad = errors.filter(~this), bad.filter(~this)
+        if bad.any():
+            for code in values.filter(bad).get_column("code").unique().sort().to_list():
+                rng = units.plausible_range(code)
+                where = f" (outside {rng[0]:g}-{rng[1]:g} {rng[2]})" if rng else ""
+                this = bad & (values.get_column("code") == code)
+                b, values, bad = (
+                    self.reject(b, this, f"implausible value for {code}{where}"),
+                    values.filter(~this),
+                    bad.filter(~this),
+                )
         # a unit without a number (NA value, text answer) says nothing: dropped, as FHIR has none there
         unit = pl.when(pl.col("numeric_value").is_not_null()).then(pl.col("unit").replace("", None))
         return b, values.with_columns(unit.alias("unit"))
 
 
+_UNIT_CODES = list(units.BY_CODE)
+
+
 def _convert_values(values: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, pl.Series]:
     """(values in canonical units, unit error reason or null, implausible) for code/numeric_value/unit.
 
-    Only rows whose code has a canonical unit are converted and range-checked (`canonicalize`,
-    `implausible`); other numbers pass through as read and only NaN/infinity is implausible there.
+    Only rows whose code has a canonical unit are converted and range-checked (`convert_values`);
+    other numbers pass through as read and only NaN/infinity is implausible there.
     Implausible is false where the unit is an error (that reason wins).
     """
     code, number = values.get_column("code"), values.get_column("numeric_value")
-    bad = (number.is_nan() | number.is_infinite()).fill_null(False)
-    errors = pl.Series("_unit_error", [None] * values.height, dtype=pl.String)
-    where = (number.is_not_null() & code.is_in(list(units.BY_CODE))).arg_true()
+    bad = (~number.is_finite()).fill_null(False)
+    errors = pl.repeat(None, values.height, dtype=pl.String, eager=True).alias("_unit_error")
+    where = (number.is_not_null() & code.is_in(_UNIT_CODES)).arg_true()
     if where.is_empty():
         return values, errors, bad
-    sub = canonicalize(values[where])
-    sub_bad = implausible(sub.get_column("code"), sub.get_column("numeric_value"))
+    sub = convert_values(values[where].with_columns(pl.col("numeric_value").cast(pl.Float64)))
     values = values.with_columns(
         number.clone().scatter(where, sub.get_column("numeric_value")),
         values.get_column("unit").clone().scatter(where, sub.get_column("unit")),
     )
     errors = errors.scatter(where, sub.get_column("_unit_error"))
-    bad = bad.scatter(where, sub_bad) & errors.is_null()
+    bad = bad.scatter(where, sub.get_column("_implausible"))
     return values, errors, bad
+
+
+def _plain_format(raw: pl.Series, parsed: pl.Series) -> str:
+    """The plain format of a whole column that `parse_times` read ("" when it needed another)."""
+    if parsed.null_count() != raw.null_count():
+        return ""
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"):
+        if raw.str.to_datetime(fmt, strict=False, time_unit="us").null_count() == raw.null_count():
+            return fmt
+    return ""
 
 
 __all__ = ["LINE", "SchemaFile", "typed"]

@@ -57,7 +57,7 @@ def parse_times(values: pl.Series, tz: str = "UTC", fmt: str | None = None) -> p
         got = text.str.to_datetime(fast, strict=False, time_unit="us")
         if got.null_count() == text.null_count():
             return _try(text, fast, aware, tz) if not aware and tz != "UTC" else got.alias(values.name)
-    result = pl.Series(values.name, [None] * len(text), dtype=_US)
+    result = pl.repeat(None, len(text), dtype=_US, eager=True).alias(values.name)
     todo = text.is_not_null()
     candidates = [(f, True) for f in _AWARE] + [(f, False) for f in _NAIVE]
     for fmt_i, aware in candidates:
@@ -78,9 +78,12 @@ def parse_times(values: pl.Series, tz: str = "UTC", fmt: str | None = None) -> p
     return result
 
 
-def parse_numbers(values: pl.Series) -> pl.Series:
-    """String column → Float64; null where missing or not a number. `1,234.5` thousands commas allowed."""
-    text = values.cast(pl.String).str.strip_chars()
+def parse_numbers(values: pl.Series, stripped: bool = False) -> pl.Series:
+    """String column → Float64; null where missing or not a number. `1,234.5` thousands commas allowed.
+
+    `stripped`: the caller has stripped surrounding white space already (saves a pass).
+    """
+    text = values if stripped else values.cast(pl.String).str.strip_chars()
     number = text.cast(pl.Float64, strict=False)
     failed = (number.is_null() & text.is_not_null()).arg_true()  # only those are tried with commas
     if failed.is_empty():
@@ -138,6 +141,46 @@ def canonicalize(frame: pl.DataFrame) -> pl.DataFrame:
         .alias("numeric_value"),
         pl.when(pl.col("_a").is_not_null()).then(pl.col("_out_unit")).otherwise(pl.col("unit")).alias("unit"),
     ).drop("_a", "_b", "_out_unit")
+
+
+_PLAN_SCHEMA = {
+    "code": pl.String,
+    "unit": pl.String,
+    "_a": pl.Float64,
+    "_b": pl.Float64,
+    "_out_unit": pl.String,
+    "_unit_error": pl.String,
+    "_lo": pl.Float64,
+    "_hi": pl.Float64,
+}
+
+
+@lru_cache(maxsize=65536)
+def _plan_row(
+    code: str, unit: str | None
+) -> tuple[str, str | None, float | None, float | None, str | None, str | None, float | None, float | None]:
+    rng = units.plausible_range(code)
+    return (code, unit, *_probe(code, unit), *(rng[:2] if rng else (None, None)))
+
+
+def convert_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """`canonicalize` and `implausible` in one join: columns code, numeric_value (Float64, not null),
+    unit → numeric_value and unit in canonical units, `_unit_error` (reason or null) and `_implausible`
+    (false where the unit is an error: that reason wins). For readers converting many rows per batch."""
+    pairs = frame.select("code", "unit").unique()
+    plan = pl.DataFrame([_plan_row(c, u) for c, u in pairs.iter_rows()], schema=_PLAN_SCHEMA, orient="row")
+    v, a = pl.col("numeric_value"), pl.col("_a")
+    converted = pl.when(a.is_not_null()).then(v * a + pl.col("_b")).otherwise(v)
+    outside = pl.col("_lo").is_not_null() & ((converted < pl.col("_lo")) | (converted > pl.col("_hi")))
+    return frame.join(plan, on=["code", "unit"], how="left", nulls_equal=True, maintain_order="left").select(
+        pl.col("code"),
+        converted.alias("numeric_value"),
+        pl.when(a.is_not_null()).then(pl.col("_out_unit")).otherwise(pl.col("unit")).alias("unit"),
+        pl.col("_unit_error"),
+        (pl.col("_unit_error").is_null() & (~converted.is_finite() | outside))
+        .fill_null(False)
+        .alias("_implausible"),
+    )
 
 
 def implausible(code: pl.Series, value: pl.Series) -> pl.Series:

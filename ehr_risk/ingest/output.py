@@ -1,12 +1,13 @@
 """Streaming writer of the sharded event table, the rejects and the code metadata.
 
 Events arrive row by row into column buffers (every `flush_rows` rows they become a frame) or as whole
-frames from bulk readers. Frames are held until `SPILL_ROWS` events, then spilled as one Arrow IPC file
-with the rows ordered by shard (subject_id mod n_shards), so memory holds one bounded buffer, not the
-input, and the number of spill files does not grow with the number of shards. `finish()` builds each
-shard from its row ranges of the memory-mapped spills (plus the existing shard in incremental mode):
-duplicate records (same record_id) are kept once, the newest load winning, then rows are sorted by
-(subject_id, time) with static rows first, and the shard is written through the `events` schema.
+frames from bulk readers. Frames are held until `SPILL_ROWS` events, then appended to the load's one spill
+file (Arrow IPC) as one record batch per shard (shard = subject_id mod n_shards), so memory holds one small
+buffer, not the input, and the number of files does not grow with spills or shards. `finish()` builds each
+shard from its record batches (read, not memory-mapped, so pages do not pile up in the process), plus the
+existing shard in incremental mode: duplicate records (same record_id) are kept once, the newest load
+winning, then rows are sorted by (subject_id, time) with static rows first, ties in (load, record ordinal,
+arrival) order, and the shard is written through the `events` schema.
 """
 
 from __future__ import annotations
@@ -25,27 +26,12 @@ import pyarrow.parquet as pq
 from ehr_risk.events import EVENT_DTYPES
 from ehr_risk.tables import load_schema, write_table
 
-_SPILL_SCHEMA = pa.schema(
-    [
-        ("subject_id", pa.int64()),
-        ("time", pa.timestamp("us")),
-        ("code", pa.string()),
-        ("numeric_value", pa.float32()),
-        ("text_value", pa.large_string()),
-        ("unit", pa.string()),
-        ("end_time", pa.timestamp("us")),
-        ("recorded_time", pa.timestamp("us")),
-        ("resource_type", pa.string()),
-        ("record_id", pa.int64()),
-        ("_seq", pa.int64()),
-        ("_load", pa.int32()),
-    ]
-)
-
 SPILL_DTYPES: dict[str, pl.DataType] = {**EVENT_DTYPES, "_seq": pl.Int64()}  # `_load` is set by the writer
 
 
-SPILL_ROWS = 262_144  # events held before a spill (~30 MB): bounds memory, amortises per-spill costs
+SPILL_ROWS = 65_536  # events held before a spill (~8 MB): bounds memory, amortises per-spill costs
+# ... and at least this many per shard, so a spill's record batches (one per shard) do not get tiny
+SPILL_ROWS_PER_SHARD = 128
 _DICT_COLUMNS = ["code", "unit", "text_value", "resource_type"]
 _STATS_COLUMNS = ["subject_id", "time", "code"]
 
@@ -98,14 +84,15 @@ class EventWriter:
         self.n_shards = n_shards
         self.load_no = load_no
         self.flush_rows = flush_rows
-        self.spill_rows = spill_rows or SPILL_ROWS
+        self.spill_rows = spill_rows or max(SPILL_ROWS, SPILL_ROWS_PER_SHARD * n_shards)
         self._staged: list[pl.DataFrame] = []  # converted frames not yet spilled (< spill_rows rows)
         self._staged_rows = 0
         self.tmp = out / ".ingest-tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
-        self._parts = 0
-        self._where: dict[int, list[tuple[Path, int, int]]] = {}  # shard → (spill file, first row, rows)
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None  # the spill file, opened at the first spill
+        self._batches = 0
+        self._where: dict[int, list[int]] = {}  # shard → its record batches in the spill file
         self.rows = 0
         self.descriptions: dict[str, str] = {}
         self._reset()
@@ -227,34 +214,36 @@ class EventWriter:
             self._spill(frame)
 
     def _spill(self, frame: pl.DataFrame) -> None:
-        """Write one spill file: the frame's rows ordered by shard (stable), and each shard's row range.
+        """Append the frame to the spill file: its rows ordered by shard (stable), one record batch per
+        shard present, and note which batches hold each shard.
 
-        One uncompressed Arrow IPC file per spill (not one per shard and spill: creating files and
-        compressing many small buffers is what costs at many shards); `finish` memory-maps it and slices
-        one shard's rows out without reading the rest. feather.write_feather is avoided: it imports pandas.
+        One uncompressed Arrow IPC file for the whole load (not one per shard or per spill: creating and
+        opening files is what costs at many shards and small spills); `finish` reads one shard's batches
+        without reading the rest. feather.write_feather is avoided: it imports pandas.
         """
         if frame.is_empty():
             return
         shard = (frame.get_column("subject_id") % self.n_shards).alias("_shard")
         frame = frame.with_columns(shard).sort("_shard", maintain_order=True)
         bounds = np.searchsorted(frame.get_column("_shard").to_numpy(), np.arange(self.n_shards + 1))
+        # offset-based strings (a slice of polars' string views would carry all the batch's text)
         table = frame.drop("_shard").to_arrow()
-        path = self.tmp / f"part-{self._parts:06d}.arrow"
-        with pa.ipc.new_file(path, table.schema) as w:
-            w.write_table(table)
+        if self._writer is None:
+            self._writer = pa.ipc.new_file(self.tmp / "spill.arrow", table.schema)
         for k in np.flatnonzero(np.diff(bounds)).tolist():
-            self._where.setdefault(k, []).append((path, int(bounds[k]), int(bounds[k + 1] - bounds[k])))
-        self._parts += 1
+            for batch in table.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])).to_batches():
+                self._writer.write_batch(batch)
+                self._where.setdefault(k, []).append(self._batches)
+                self._batches += 1
 
-    def _read_shard(self, k: int) -> list[pl.DataFrame]:
-        """The spilled rows of shard `k`, in spill order: slices of memory-mapped spill files."""
-        frames = []
-        for path, start, length in self._where.get(k, []):
-            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all().slice(start, length)
-            frame = pl.from_arrow(table)
-            assert isinstance(frame, pl.DataFrame)
-            frames.append(frame)
-        return frames
+    def _read_shard(self, reader: pa.ipc.RecordBatchFileReader | None, k: int) -> list[pl.DataFrame]:
+        """The spilled rows of shard `k`, in spill order, handed to polars as one table. The file is read,
+        not memory-mapped: mapped pages would stay in the process until the last shard is written."""
+        if reader is None or k not in self._where:
+            return []
+        frame = pl.from_arrow(pa.Table.from_batches([reader.get_batch(i) for i in self._where[k]]))
+        assert isinstance(frame, pl.DataFrame)
+        return [frame]
 
     def finish(self, incremental: bool) -> tuple[int, Counter[str], Counter[str]]:
         """Write the final shards. Returns (events written, duplicates dropped by type, code counts).
@@ -263,6 +252,11 @@ class EventWriter:
         """
         self.flush()
         self._spill_staged()
+        reader, source = None, None
+        if self._writer is not None:
+            self._writer.close()
+            source = pa.OSFile(str(self.tmp / "spill.arrow"))
+            reader = pa.ipc.open_file(source)
         events_dir = self.out / "events"
         events_dir.mkdir(parents=True, exist_ok=True)
         if not incremental:
@@ -271,17 +265,16 @@ class EventWriter:
         total, dropped = 0, Counter[str]()
         counts: Counter[str] = Counter()
         for k in range(self.n_shards):
-            frames = self._read_shard(k)
+            frames = self._read_shard(reader, k)
             final = events_dir / shard_name(k)
             if incremental and final.exists():
-                frames.append(_existing_as_spill(final))
+                frames.insert(0, _existing_as_spill(final))  # the oldest load first: arrival order
             if not frames:
                 continue
-            df = pl.concat(frames, how="vertical")
-            assert isinstance(df, pl.DataFrame)
+            df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
             df, n_dropped = _deduplicate(df)
             dropped.update(n_dropped)
-            df = df.sort(["subject_id", "time", "_load", "_seq"], nulls_last=False, maintain_order=True)
+            df = _sort_events(df)
             table = arrow_table(df.drop(["_seq", "_load"]), "events")
             # dictionary pages only where values repeat (on ids, times and values they cost time and space);
             # min/max statistics where readers filter (subject, time, code)
@@ -295,6 +288,8 @@ class EventWriter:
             )
             total += table.num_rows
             counts.update(dict(df.get_column("code").value_counts().iter_rows()))
+        if source is not None:
+            source.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return total, dropped, counts
 
@@ -309,6 +304,21 @@ def _existing_as_spill(path: Path) -> pl.DataFrame:
     )
 
 
+def _sort_events(df: pl.DataFrame) -> pl.DataFrame:
+    """Rows by (subject_id, time), static rows first, ties in (load, record ordinal, arrival) order.
+
+    Readers send a load's events in record order, so rows usually arrive in (load, ordinal) order
+    already; then a stable sort on the two keys alone gives the same table, and costs less.
+    """
+    occ = pl.col("_load").cast(pl.Int64) * (1 << 40) + pl.col("_seq")
+    keys = (
+        ["subject_id", "time"]
+        if df.select((occ.diff() >= 0).all()).item()
+        else ["subject_id", "time", "_load", "_seq"]
+    )
+    return df.sort(keys, nulls_last=False, maintain_order=True)
+
+
 def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, Counter[str]]:
     """Keep each record_id from one source occurrence only: the newest load, then the first read.
 
@@ -316,14 +326,14 @@ def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, Counter[str]]:
     Returns the frame and the duplicate record occurrences dropped, by resource type.
     """
     # fast path: every record_id comes from one occurrence (one _load and _seq), checked by aggregates
+    # over the rows whose record_id is not unique (a record's several events, or a duplicate) only
+    rid = df.get_column("record_id")
+    repeated = rid.is_duplicated() & rid.is_not_null()
+    if not repeated.any():
+        return df, Counter()
     occ = pl.col("_load").cast(pl.Int64) * (1 << 40) + pl.col("_seq")  # _seq < 2**40: records of a load
-    spread = (
-        df.lazy()
-        .filter(pl.col("record_id").is_not_null())
-        .group_by("record_id")
-        .agg((occ.min() != occ.max()).alias("mixed"))
-    )
-    if not spread.select(pl.col("mixed").any()).collect().item():
+    spread = df.filter(repeated).group_by("record_id").agg((occ.min() != occ.max()).alias("mixed"))
+    if not spread.get_column("mixed").any():
         return df, Counter()
     keys = df.select("record_id", "_load", "_seq", "resource_type").filter(pl.col("record_id").is_not_null())
     occurrences = keys.unique()

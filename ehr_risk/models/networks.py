@@ -61,7 +61,9 @@ class EventEmbedding(nn.Module):
 
 
 class StaticEncoder(nn.Module):
-    """Standardises static features with train-set statistics held as buffers (NaN → mean), then projects."""
+    """Standardises static features with train-set statistics held as buffers (NaN → mean) and adds a
+    missing flag per feature (an unmeasured lab says something about a patient); `forward` gives both the
+    plain standardised vector with flags (for the wide, linear path) and its projection (for the head)."""
 
     mean: torch.Tensor
     scale: torch.Tensor
@@ -70,15 +72,17 @@ class StaticEncoder(nn.Module):
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_static))
         self.register_buffer("scale", torch.ones(n_static))
-        self.proj = nn.Sequential(nn.Linear(n_static, d), nn.ReLU())
+        self.proj = nn.Sequential(nn.Linear(2 * n_static, d), nn.ReLU())
 
     def set_statistics(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
         self.mean.copy_(mean)
         self.scale.copy_(scale)
 
-    def forward(self, static: torch.Tensor) -> torch.Tensor:
+    def forward(self, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = (static - self.mean) / self.scale
-        return self.proj(torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).clamp(-10, 10))
+        missing = torch.isnan(static).to(z.dtype)
+        flat = torch.cat([torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).clamp(-10, 10), missing], -1)
+        return flat, self.proj(flat)
 
 
 class GRUEncoder(nn.Module):
@@ -136,16 +140,26 @@ class HazardNetwork(nn.Module):
             raise ValueError(f"unknown network kind {c.kind!r}")
         self.static = StaticEncoder(c.n_static, d) if c.n_static else None
         joined = 2 * d if c.n_static else d
-        self.head = nn.Sequential(
-            nn.Linear(joined, d), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(d, c.n_tasks * c.n_intervals)
-        )
+        n_out = c.n_tasks * c.n_intervals
+        self.head = nn.Sequential(nn.Linear(joined, d), nn.ReLU(), nn.Dropout(c.dropout), nn.Linear(d, n_out))
+        # Wide path: the static features also reach the logits linearly (wide & deep, Cheng et al. 2016),
+        # so the network starts from what a regularised logistic model on the same table can do and the
+        # sequence branch has only to add what the history shows. One shift per task for all intervals
+        # (proportional odds of the yearly hazards): few weights. Zero-initialised, like the head's output.
+        self.wide = nn.Linear(2 * c.n_static, c.n_tasks, bias=False) if c.n_static else None
         out = self.head[-1]
         assert isinstance(out, nn.Linear)
         nn.init.zeros_(out.weight)
         nn.init.constant_(out.bias, math.log(c.base_hazard / (1.0 - c.base_hazard)))
+        if self.wide is not None:
+            nn.init.zeros_(self.wide.weight)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         z = self.encoder(self.embed(batch), batch)
-        if self.static is not None:
-            z = torch.cat([z, self.static(batch["static"])], dim=-1)
-        return self.head(z).view(-1, self.config.n_tasks, self.config.n_intervals)
+        wide: torch.Tensor | None = None
+        if self.static is not None and self.wide is not None:
+            flat, projected = self.static(batch["static"])
+            z = torch.cat([z, projected], dim=-1)
+            wide = self.wide(flat).unsqueeze(-1)  # (B, tasks, 1): the same shift for every interval
+        logits = self.head(z).view(-1, self.config.n_tasks, self.config.n_intervals)
+        return logits if wide is None else logits + wide

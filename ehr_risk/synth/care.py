@@ -100,7 +100,8 @@ def care_year(s: State, y: Year, rng: np.random.Generator, p: SynthParams, rec: 
     routine = (vkind == C.CHECKUP) | (vkind == C.FOLLOWUP)
     reg = vreason == -2
     bp_meas = reg | (rng.random(m) < c.bp_recorded)
-    sbp_m = np.round(v["sbp"][vp] + 7.0 * rng.standard_normal(m))
+    bpv_sd = p.risk.sbp_visit_sd * np.exp(p.risk.sbp_visit_spread * s.u_bpv[vp])  # each person's own spread
+    sbp_m = np.round(v["sbp"][vp] + bpv_sd * rng.standard_normal(m))
     dbp_m = np.round(v["dbp"][vp] + 5.0 * rng.standard_normal(m))
     # hypertension: diagnosis at a high reading, treatment, intensification
     treated0 = s.bp_drugs > 0

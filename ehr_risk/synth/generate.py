@@ -35,7 +35,7 @@ class SynthOptions:
     format: str = "ndjson"
     gzip: bool = False
     end_date: date = date(2024, 12, 31)
-    landmarks: tuple[date, ...] = (date(2010, 1, 1), date(2015, 1, 1))
+    landmarks: tuple[date, ...] = (date(2006, 1, 1), date(2010, 1, 1), date(2014, 1, 1), date(2015, 1, 1))
     horizons: tuple[int, ...] = (5, 10)
     replicates: int = 8
     chunk_size: int = 4000  # larger chunks amortise numpy call overhead; memory is bounded by it

@@ -5,8 +5,11 @@ All functions are vectorised over people. With covariates x for a person-year,
     h_ascvd = base · exp(β_age,sex·(age−55) + β_female + β_black + β_tc(age)·ln(TC/200)
                          + β_hdl(age)·ln(HDL/50) + β_sbp·ln(SBP/120) + β_treated·[on BP drugs]
                          + β_smk(age)·[smoker] + β_former·[former] + β_dm·[diabetes] + β_ckd·[CKD]
-                         + β_prior·[prior ASCVD]
-                         + β_rise·(ongoing SBP rise, mm Hg/yr) + β_gap·[statin gap] + β_unstable·[unstable])
+                         + β_prior·[prior ASCVD] + β_af·[AF] + β_a1c·(latent HbA1c − 5.6)
+                         + β_bmi·(BMI − 28)
+                         + β_rise·(ongoing SBP rise, mm Hg/yr) + β_gap·[statin gap] + β_unstable·[unstable]
+                         + β_bpv·(visit-to-visit SBP variability, SD units)
+                         + β_burden·ln(visit-rate multiplier))
 
 and log-linear hazards of the same form for heart failure, type 2 diabetes, CKD stage ≥ 3 and death
 from other causes (parameters and reference profiles in params.py). Within a year hazards are constant,
@@ -52,6 +55,8 @@ class Covariates:
     sbp_rise: Array  # mm Hg/year of an ongoing rising-pressure phase, 0 if none
     statin_gap: Array
     unstable: Array
+    bp_variability: Array  # the person's visit-to-visit SBP variability, standard normal
+    burden: Array  # log of the person's visit-rate multiplier: uncoded comorbidity burden
 
 
 def _f(x: Array) -> Array:
@@ -90,6 +95,11 @@ def hazards(x: Covariates, p: SynthParams) -> dict[str, Array]:
         + a.sbp_rise * x.sbp_rise
         + a.statin_gap * _f(x.statin_gap)
         + a.unstable * _f(x.unstable)
+        + a.bp_variability * x.bp_variability
+        + a.burden * x.burden
+        + a.af * _f(x.af)
+        + a.hba1c * (x.hba1c_latent - 5.6)
+        + a.bmi * (x.bmi - 28.0)
     )
     h, d, t, c = p.hf, p.death, p.t2d, p.ckd
     lp_hf = (
@@ -130,6 +140,7 @@ def hazards(x: Covariates, p: SynthParams) -> dict[str, Array]:
         + d.af * _f(x.af)
         + d.bmi_sq * (x.bmi - 25.0) ** 2
         + d.unstable * _f(x.unstable)
+        + d.burden * x.burden
     )
     cap = 20.0  # keeps exp() finite for extreme synthetic values
     return {

@@ -18,7 +18,7 @@ class AscvdParams:
     Coefficients of ln TC, ln HDL and smoking fade with age as the PCE's ln-age interactions do.
     """
 
-    base: float = 0.0030  # annual hazard of the reference man (10-year risk ≈ 3 %)
+    base: float = 0.0022  # annual hazard of the reference man (10-year risk ≈ 2.2 %)
     age_male: float = 0.078  # per year of age (hazard doubles every ~9 years)
     age_female: float = 0.092
     female: float = -0.80  # women at 55: HR 0.45
@@ -36,12 +36,22 @@ class AscvdParams:
     smoker_min: float = 0.15
     former_smoker: float = 0.15
     diabetes: float = 0.66
-    ckd: float = 0.30
     prior_ascvd: float = 0.90  # recurrent events
+    # Risk the PCE leaves out, at published magnitudes; a model that reads the whole record can use it:
+    ckd: float = 0.50  # CKD stage ≥ 3: HR 1.65 (CKD Prognosis Consortium, Matsushita et al. Lancet 2010)
+    bmi: float = 0.02  # per kg/m2 above 28, beyond its effect through BP, lipids and diabetes
+    af: float = 0.65  # atrial fibrillation: stroke RR ≈ 5 (Wolf et al. Stroke 1991), hard-ASCVD HR ≈ 1.9
+    hba1c: float = 0.40  # per % of latent HbA1c above 5.6 (ARIC: Selvin et al. NEJM 2010, HR ≈ 1.3-1.8)
     # Effects that only a history shows (no single last value carries them):
-    sbp_rise: float = 0.13  # per mm Hg/year of an ongoing rising-pressure phase (trajectory slope)
-    statin_gap: float = 0.50  # ≥ 2 of the last 8 quarters without a statin refill while prescribed
+    sbp_rise: float = 0.15  # per mm Hg/year of an ongoing rising-pressure phase (trajectory slope)
+    statin_gap: float = 0.60  # ≥ 2 of the last 8 quarters without a statin refill while prescribed
     unstable: float = 1.10  # an unstable phase (HR 3), seen only as a recent cluster of ED visits
+    # per SD of the person's visit-to-visit SBP variability, seen only as the spread of repeated readings
+    # (Rothwell et al. Lancet 2010; QRISK3 uses the SD of SBP): HR 1.5 per SD
+    bp_variability: float = 0.40
+    # per unit of log visit-rate multiplier (SD ≈ 0.6): comorbidity burden the records do not code, seen
+    # only as how often the person comes to care (HR ≈ 1.45 per SD; utilisation predicts CVD events)
+    burden: float = 0.60
     # Event type and case fatality:
     p_stroke: float = 0.38
     p_stroke_af: float = 0.65
@@ -107,16 +117,17 @@ class DeathParams:
     af: float = 0.30
     bmi_sq: float = 0.0025  # per (BMI − 25)²
     unstable: float = 0.30
+    burden: float = 0.30  # per unit of log visit-rate multiplier (see AscvdParams.burden)
 
 
 @dataclass(frozen=True)
 class LatentParams:
     """Onset of the hidden processes behind the history-only effects, and of AF."""
 
-    rise_rate: float = 0.010  # per year, ages 30–80: start of a rising-pressure phase
+    rise_rate: float = 0.015  # per year, ages 30–80: start of a rising-pressure phase
     rise_slope: tuple[float, float] = (2.0, 5.5)  # mm Hg per year, uniform
     rise_years: tuple[int, int] = (4, 9)
-    unstable_base: float = 0.012  # per year at the ASCVD reference profile, × (ASCVD hazard ratio)^0.6
+    unstable_base: float = 0.060  # per year at the ASCVD reference profile, × (ASCVD hazard ratio)^0.6
     unstable_power: float = 0.6
     unstable_ed_visits: float = 2.5  # Poisson mean of emergency visits during an unstable year
     af_base: float = 0.0050  # reference: woman aged 70
@@ -143,6 +154,8 @@ class RiskFactorParams:
     sbp_bmi: float = 0.55
     sbp_sd: float = 10.0
     sbp_noise: float = 5.0
+    sbp_visit_sd: float = 7.0  # visit-to-visit SD of a measured SBP around the year's value, median person
+    sbp_visit_spread: float = 0.45  # × exp(spread · u): 10th-90th percentile person SD ≈ 3.9-12.5 mm Hg
     sbp_per_drug: float = 10.0  # mm Hg per antihypertensive (up to 3)
     tc_at_20: float = 172.0
     tc_slope: float = 1.05  # mg/dL per year to 55

@@ -80,6 +80,7 @@ class State:
     prior_stroke: np.ndarray
     first_ascvd_day: np.ndarray
     clopidogrel: np.ndarray
+    u_bpv: np.ndarray  # visit-to-visit blood-pressure variability (person-level, standard normal)
 
     @property
     def n(self) -> int:
@@ -174,4 +175,5 @@ def initial_population(n: int, rng: np.random.Generator, p: SynthParams) -> Stat
         prior_stroke=np.zeros(n, bool),
         first_ascvd_day=never.copy(),
         clopidogrel=np.zeros(n, bool),
+        u_bpv=normal(),  # drawn last: the draws before it keep their random stream
     )
