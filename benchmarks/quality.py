@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ehr-risk-quality"))
     ap.add_argument("--models", nargs="+", default=["lr", "gbm", "gru"])
     ap.add_argument("--gru-epochs", type=int, default=8)
+    ap.add_argument("--network", type=json.loads, default={}, help='JSON, e.g. {"dropout": 0.2}')
     ap.add_argument("--n-boot", type=int, default=300)
     ap.add_argument("--reuse", action="store_true", help="reuse the workdir's events and dataset")
     args = ap.parse_args()
@@ -72,7 +73,7 @@ def main() -> None:
         overrides: dict[str, Any] = {"dataset": str(work / "dataset"), "tasks": [task.name], "model": kind}
         overrides["tracking_uri"] = uri
         if kind in ("gru", "transformer"):
-            overrides["network"] = {"max_epochs": args.gru_epochs, "patience": 2}
+            overrides["network"] = {"max_epochs": args.gru_epochs, "patience": 2, **args.network}
         result = train(load_train_config(REPO / "pipelines" / "train.yaml", overrides))
         seconds[f"train_{kind}"] = time.monotonic() - t0
         table = predictions_table(result.predictor, work / "dataset", task.name, compare=["pce"])

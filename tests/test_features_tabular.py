@@ -178,3 +178,31 @@ def test_empty_inputs(lists: Path) -> None:
     no_events = fz.transform(events.head(0), times)
     assert no_events.height == times.height
     assert (no_events["events:count_all"] == 0).all() and no_events["age_years"].is_null().all()
+
+
+def test_trend_features_give_the_spread_and_slope_of_a_numeric_history(lists: Path) -> None:
+    sbp = [(D(2012, 6, 1), 90.0), (D(2016, 1, 1), 120.0), (D(2017, 3, 1), 150.0), (D(2018, 7, 1), 128.0)]
+    sbp += [(D(2019, 11, 1), 141.0), (D(2020, 6, 1), 200.0)]  # older than 5 years / after t: never counted
+    rows = [(1, t, "LOINC/8480-6", v) for t, v in sbp] + [(2, D(2019, 1, 1), "LOINC/8480-6", 130.0)]
+    rows += [(3, D(2018, 1, 1), "LOINC/8480-6", 120.0), (3, D(2019, 1, 1), "LOINC/8480-6", 150.0)]
+    events = pl.DataFrame(
+        rows, schema={"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String,
+                      "numeric_value": pl.Float32}, orient="row",
+    )  # fmt: skip
+    times = pl.DataFrame({"subject_id": [1, 2, 3], "prediction_time": [T, T, T]})
+    fz = TabularFeaturizer(top_k=5, windows_days=(365,), codelist_dir=lists).fit(events, times)
+    out = fz.transform(events, times)
+    sd, slope = "code:LOINC/8480-6:sd_1825d", "code:LOINC/8480-6:slope_1825d"
+    assert {sd, slope} <= set(fz.feature_names_)
+    seen = [(t, v) for t, v in sbp if D(2015, 1, 2) <= t <= T]  # within 1,825 days before t
+    years = np.array([(t - T).days / 365.25 for t, _ in seen])
+    values = np.array([v for _, v in seen])
+    one, two, three = out.rows(named=True)
+    assert one[sd] == pytest.approx(values.std(ddof=1), rel=1e-5)
+    assert one[slope] == pytest.approx(np.polyfit(years, values, 1)[0], rel=1e-4)
+    assert two[sd] is None and two[slope] is None  # one value: no spread, no trend
+    assert three[sd] == pytest.approx(np.std([120.0, 150.0], ddof=1)) and three[slope] is None  # 2 values
+    off = TabularFeaturizer(top_k=5, windows_days=(365,), codelist_dir=lists, trend_days=None).fit(
+        events, times
+    )
+    assert not any(":sd_" in n or ":slope_" in n for n in off.feature_names_)

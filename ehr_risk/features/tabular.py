@@ -7,6 +7,10 @@ Columns (`feature_names_`, fixed at fit time):
     events:count_<w>                            all visible events in the window
     code:<key>:count_<w>                        events of each of the top-K keys in each window
     code:<key>:last_value, ...:last_value_age_days   numeric keys: latest value and its age in days
+    code:<key>:sd_<w>, ...:slope_<w>            numeric keys over the trend window (5 years): standard
+                                                deviation (≥ 2 values) and least-squares slope per year
+                                                (≥ 3 values at ≥ 2 times) — what a history shows and a
+                                                last value does not (visit-to-visit variability, a rise)
     clin:<variable>                             the clinical variables (ehr_risk.features.clinical)
 
 Windows are days before t (`None` = all history, named `all`). A key is a code, or code=answer for coded
@@ -60,8 +64,10 @@ class TabularFeaturizer(BaseEstimator):
         include_clinical: bool = True,
         lookback_days: dict[str, int | None] | None = None,
         codelist_dir: str | Path | None = None,
+        trend_days: int | None = 1825,
     ) -> None:
         self.top_k = top_k
+        self.trend_days = trend_days
         self.windows_days = windows_days
         self.include_clinical = include_clinical
         self.lookback_days = lookback_days
@@ -109,10 +115,18 @@ class TabularFeaturizer(BaseEstimator):
             names += [f"code:{key}:count_{w}" for w in windows]
             if key in numeric:
                 names += [f"code:{key}:last_value", f"code:{key}:last_value_age_days"]
+                if self._trend_window is not None:
+                    names += [f"code:{key}:sd_{self._trend_window}", f"code:{key}:slope_{self._trend_window}"]
         if self.include_clinical:
             names += [f"clin:{c}" for c in (*NUMERIC_COLUMNS[1:], *FLAGS)]
         self.feature_names_: list[str] = names
         self._index = {name: i for i, name in enumerate(names)}
+
+    @property
+    def _trend_window(self) -> str | None:
+        # getattr: featurizers pickled before trend features existed have no such attribute
+        days = getattr(self, "trend_days", None)
+        return None if days is None else _window_name(days)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "feature_names_"):
@@ -165,6 +179,7 @@ class TabularFeaturizer(BaseEstimator):
         return np.array(
             [
                 n.endswith(("last_value", "last_value_age_days"))
+                or n.split(":")[-1].startswith(("sd_", "slope_"))
                 or n.startswith("clin:")
                 or n == "age_years"
                 or n == "history_days"
@@ -306,6 +321,11 @@ class TabularFeaturizer(BaseEstimator):
             add(
                 "last_value_age_days", gn[last] // n_keys, gn[last] % n_keys, numeric["days"].to_numpy()[last]
             )
+            if self._trend_window is not None:
+                within = numeric["days"].to_numpy() <= self.trend_days
+                years = -numeric["days"].to_numpy()[within] / DAYS_PER_YEAR  # now = 0, the past negative
+                for stat, rows, ks, value in _trends(gn[within], n_keys, years, values[within]):
+                    add(f"{stat}_{self._trend_window}", rows, ks, value)
         return pl.concat(parts, how="vertical")
 
     def _totals(self, lf: pl.LazyFrame, keys: pl.DataFrame) -> pl.LazyFrame:
@@ -345,3 +365,24 @@ class TabularFeaturizer(BaseEstimator):
             rows = index
         wide = table.select(pl.Series(ROW, rows), *(pl.col(c).cast(pl.Float32) for c in columns))
         return self._long(wide.lazy(), {c: f"clin:{c}" for c in columns}).collect()
+
+
+def _trends(
+    groups: np.ndarray, n_keys: int, years: np.ndarray, values: np.ndarray
+) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per (row, key) group: SD of the values (≥ 2) and their least-squares slope per year (≥ 3 values,
+    times not all equal), from centred sums (one bincount per moment, no Python loop over groups)."""
+    if groups.size == 0:
+        return []
+    pairs, slot = np.unique(groups, return_inverse=True)
+    n = np.bincount(slot).astype(np.float64)
+    mv = np.bincount(slot, values) / n
+    mt = np.bincount(slot, years) / n
+    dv, dt = values - mv[slot], years - mt[slot]
+    svv, stt, stv = (np.bincount(slot, a * b) for a, b in ((dv, dv), (dt, dt), (dt, dv)))
+    out = []
+    sd_ok = n >= 2
+    out.append(("sd", pairs[sd_ok], np.sqrt(svv[sd_ok] / (n[sd_ok] - 1))))
+    slope_ok = (n >= 3) & (stt > 1e-6)
+    out.append(("slope", pairs[slope_ok], stv[slope_ok] / stt[slope_ok]))
+    return [(stat, p // n_keys, p % n_keys, v) for stat, p, v in out]
