@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from ehr_risk.ingest.csv_read import NA_MARKERS, BadRows, iter_batches, relocate
-from ehr_risk.ingest.csv_values import canonicalize, implausible, parse_numbers, parse_times
+from ehr_risk.ingest.csv_values import convert_values, parse_numbers, parse_times
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,7 @@ def test_relocate_lines_after_malformed_rows() -> None:
     assert relocate(provisional, []).tolist() == [2, 3, 4, 5]
 
 
-def test_canonicalize_and_plausibility() -> None:
+def test_unit_conversion_and_plausibility() -> None:
     frame = pl.DataFrame(
         {
             "code": ["LOINC/2093-3", "LOINC/2093-3", "LOINC/4548-4", "LOINC/8480-6", "LOINC/9999-9"],
@@ -80,14 +80,14 @@ def test_canonicalize_and_plausibility() -> None:
             "unit": ["mmol/L", "mg/dL", "mmol/mol", None, "kg"],
         }
     )
-    out = canonicalize(frame)
+    out = convert_values(frame)
     values = out["numeric_value"].to_list()
     assert values[0] == pytest.approx(5 * 38.67) and values[1] == 180.0
     assert values[2] == pytest.approx(0.09148 * 53 + 2.152)  # IFCC → NGSP, an affine conversion
     assert out["unit"].to_list() == ["mg/dL", "mg/dL", "%", "mm[Hg]", "kg"]
     assert out["_unit_error"].null_count() == 5
-    assert implausible(out["code"], out["numeric_value"]).to_list() == [False, False, False, True, False]
-    bad = canonicalize(pl.DataFrame({"code": ["LOINC/2093-3"], "numeric_value": [1.0], "unit": ["parsec"]}))
+    assert out["_implausible"].to_list() == [False, False, False, True, False]
+    bad = convert_values(pl.DataFrame({"code": ["LOINC/2093-3"], "numeric_value": [1.0], "unit": ["parsec"]}))
     assert bad["_unit_error"].to_list() == ["unit 'parsec' not convertible to mg/dL for LOINC/2093-3"]
     assert bad["numeric_value"].to_list() == [1.0]  # left as read: the caller rejects the row
 

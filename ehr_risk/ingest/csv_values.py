@@ -111,38 +111,6 @@ def _probe(code: str, unit: str | None) -> tuple[float | None, float | None, str
     return a, b, out_unit or None, None
 
 
-def canonicalize(frame: pl.DataFrame) -> pl.DataFrame:
-    """Columns code, numeric_value (Float64), unit → values in canonical units, plus `_unit_error`.
-
-    One `units.canonical` probe per distinct (code, unit) pair; the conversions in units.py are affine
-    (v·a + b), so two probes give the whole column's conversion, a third checks it. Rows whose unit
-    cannot be converted get the reason in `_unit_error` (value-free), the rest keep their numbers.
-    """
-    has_value = frame.get_column("numeric_value").is_not_null()
-    pairs = frame.filter(has_value).select("code", "unit").unique()
-    rows = [(code, unit, *_probe(code, unit)) for code, unit in pairs.iter_rows()]
-    table = pl.DataFrame(
-        rows,
-        schema={
-            "code": pl.String,
-            "unit": pl.String,
-            "_a": pl.Float64,
-            "_b": pl.Float64,
-            "_out_unit": pl.String,
-            "_unit_error": pl.String,
-        },
-        orient="row",
-    )
-    joined = frame.join(table, on=["code", "unit"], how="left", nulls_equal=True, maintain_order="left")
-    return joined.with_columns(
-        pl.when(pl.col("_a").is_not_null())
-        .then(pl.col("numeric_value") * pl.col("_a") + pl.col("_b"))
-        .otherwise(pl.col("numeric_value"))
-        .alias("numeric_value"),
-        pl.when(pl.col("_a").is_not_null()).then(pl.col("_out_unit")).otherwise(pl.col("unit")).alias("unit"),
-    ).drop("_a", "_b", "_out_unit")
-
-
 _PLAN_SCHEMA = {
     "code": pl.String,
     "unit": pl.String,
@@ -164,9 +132,13 @@ def _plan_row(
 
 
 def convert_values(frame: pl.DataFrame) -> pl.DataFrame:
-    """`canonicalize` and `implausible` in one join: columns code, numeric_value (Float64, not null),
+    """Unit conversion and plausibility in one join: columns code, numeric_value (Float64, not null),
     unit → numeric_value and unit in canonical units, `_unit_error` (reason or null) and `_implausible`
-    (false where the unit is an error: that reason wins). For readers converting many rows per batch."""
+    (NaN/infinite or outside `units.plausible_range`; false where the unit is an error: that reason wins).
+
+    One `units.canonical` probe per distinct (code, unit) pair; the conversions in units.py are affine
+    (v·a + b), so two probes give the whole column's conversion, a third checks it. Rows whose unit cannot
+    be converted keep their number as read; the caller rejects them."""
     pairs = frame.select("code", "unit").unique()
     plan = pl.DataFrame([_plan_row(c, u) for c, u in pairs.iter_rows()], schema=_PLAN_SCHEMA, orient="row")
     v, a = pl.col("numeric_value"), pl.col("_a")
@@ -181,22 +153,3 @@ def convert_values(frame: pl.DataFrame) -> pl.DataFrame:
         .fill_null(False)
         .alias("_implausible"),
     )
-
-
-def implausible(code: pl.Series, value: pl.Series) -> pl.Series:
-    """True where `value` (canonical units) is NaN/infinite or outside `units.plausible_range(code)`."""
-    frame = pl.DataFrame({"code": code, "v": value})
-    ranges = [
-        (c, *r[:2]) for c in frame.get_column("code").unique().to_list() if (r := units.plausible_range(c))
-    ]
-    table = pl.DataFrame(
-        ranges, schema={"code": pl.String, "_lo": pl.Float64, "_hi": pl.Float64}, orient="row"
-    )
-    joined = frame.join(table, on="code", how="left", maintain_order="left")
-    v = pl.col("v")
-    bad = v.is_not_null() & (
-        v.is_nan()
-        | v.is_infinite()
-        | (pl.col("_lo").is_not_null() & ((v < pl.col("_lo")) | (v > pl.col("_hi"))))
-    )
-    return joined.select(bad.fill_null(False)).to_series()
