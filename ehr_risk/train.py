@@ -219,10 +219,14 @@ def fit_sequence(
     return predictor, info
 
 
-def recalibrate(predictor: Predictor, data: TrainingData, message: Message) -> Recalibration:
-    """Logistic recalibration of every output column on the tuning rows (see models/calibration.py), with
-    the same censoring-aware labels and IPCW weights the classical models are trained with."""
-    rows = data.rows("tuning")
+def _evaluated_rows(data: TrainingData) -> np.ndarray:
+    return np.flatnonzero(np.isin(data.split, ["tuning", "held_out"]))
+
+
+def evaluation_scores(predictor: Predictor, data: TrainingData) -> pl.DataFrame:
+    """The predictor's scores of the tuning and held-out rows (with their `split`), from the dataset's
+    feature tables: the one scoring pass that recalibration and the split metrics share."""
+    rows = _evaluated_rows(data)
     idx = pl.Series(rows)
     tab = data.tabular[idx] if data.tabular is not None and predictor.tabular is not None else None
     seq = (
@@ -230,8 +234,18 @@ def recalibrate(predictor: Predictor, data: TrainingData, message: Message) -> R
         if data.sequence is not None and predictor.model_kind not in CLASSICAL_KINDS
         else None
     )
-    predictor.calibration = None
     scores = predictor.predict_features(data.keys[idx], tab, seq)
+    return scores.with_columns(pl.Series("split", data.split[rows]))
+
+
+def recalibrate(
+    predictor: Predictor, data: TrainingData, scores: pl.DataFrame, message: Message
+) -> Recalibration:
+    """Logistic recalibration of every output column on the tuning rows of `scores` (uncalibrated, from
+    `evaluation_scores`; see models/calibration.py), with the same censoring-aware labels and IPCW
+    weights the classical models are trained with."""
+    rows = _evaluated_rows(data)
+    tuning = data.split[rows] == "tuning"
     cal = Recalibration()
     for task in predictor.tasks:
         lab = data.tasks[task]
@@ -240,7 +254,7 @@ def recalibrate(predictor: Predictor, data: TrainingData, message: Message) -> R
             column = risk_column(task, h)
             y, known = binary_label(lab.years, lab.is_event, lab.is_competing, h)
             weight = ipcw_weights(lab.years, lab.is_event, lab.is_competing, h)
-            sel = lab.in_task[rows] & known[rows]
+            sel = tuning & lab.in_task[rows] & known[rows]
             risk = scores.get_column(column).to_numpy()[sel]
             coef, why = fit_column(risk, y[rows][sel], weight[rows][sel])
             if coef is None:
@@ -257,19 +271,12 @@ def recalibrate(predictor: Predictor, data: TrainingData, message: Message) -> R
     return cal
 
 
-def split_metrics(predictor: Predictor, data: TrainingData) -> tuple[dict[str, float], pl.DataFrame]:
-    """Scores of the tuning and held-out rows from the dataset's feature tables, and AUROC / Brier at each
-    output horizon that has a label column (rows with a known label only)."""
-    rows = np.flatnonzero(np.isin(data.split, ["tuning", "held_out"]))
-    idx = pl.Series(rows)
-    keys = data.keys[idx]
-    tab = data.tabular[idx] if data.tabular is not None and predictor.tabular is not None else None
-    seq = (
-        data.sequence[idx]
-        if data.sequence is not None and predictor.model_kind not in CLASSICAL_KINDS
-        else None
-    )
-    scores = predictor.predict_features(keys, tab, seq).with_columns(pl.Series("split", data.split[rows]))
+def split_metrics(
+    predictor: Predictor, data: TrainingData, scores: pl.DataFrame
+) -> tuple[dict[str, float], pl.DataFrame]:
+    """AUROC / Brier of `scores` (from `evaluation_scores`) on the tuning and held-out rows at each output
+    horizon that has a label column (rows with a known label only); `scores` with the label columns."""
+    rows = _evaluated_rows(data)
     metrics: dict[str, float] = {}
     for task in predictor.tasks:
         lab = data.tasks[task]
@@ -316,9 +323,13 @@ def train(config: TrainConfig, message: Message | None = None) -> TrainResult:
             predictor, details = fit_sequence(config, data, say, logger)
         else:
             predictor, details = fit_classical(config, data, say)
+        scores = evaluation_scores(predictor, data)  # before recalibration: what it is fitted on
         if config.recalibration == "logistic":
-            predictor.calibration = recalibrate(predictor, data, say)
-            details["recalibration"] = predictor.calibration.summary()
+            cal = predictor.calibration = recalibrate(predictor, data, scores, say)
+            columns = predictor.output_columns
+            fixed = cal.apply({c: scores.get_column(c).to_numpy() for c in columns})
+            scores = scores.with_columns(pl.Series(c, fixed[c], dtype=pl.Float64) for c in columns)
+            details["recalibration"] = cal.summary()
         predictor.metadata = {
             "run_id": run_id,
             "dataset_fingerprint": fp,
@@ -327,7 +338,7 @@ def train(config: TrainConfig, message: Message | None = None) -> TrainResult:
             "git_commit": commit,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        metrics, scores = split_metrics(predictor, data)
+        metrics, scores = split_metrics(predictor, data, scores)
         counts = {f"n_{s}": float((data.split == s).sum()) for s in ("train", "tuning", "held_out")}
         registry.log_metrics(run_id, {**metrics, **counts}, uri=config.tracking_uri)
         _log_artifacts(run_id, config, data, predictor, details, fp, versions_of_schemas)
