@@ -28,6 +28,17 @@ from ehr_risk.tables import load_schema
 # The event table's columns and polars types, from its schema file (data_schemas/events.json).
 EVENT_DTYPES: dict[str, pl.DataType] = dict(pl.DataFrame(load_schema("events").arrow.empty_table()).schema)
 EVENT_COLUMNS: tuple[str, ...] = tuple(EVENT_DTYPES)
+# The event columns the featurizers read (provenance such as resource_type and record_id left out).
+_FEATURE_COLUMNS = (
+    "subject_id",
+    "time",
+    "code",
+    "numeric_value",
+    "text_value",
+    "unit",
+    "end_time",
+    "recorded_time",
+)
 # The columns the visibility rule and the per-row bookkeeping need.
 _KEY_COLUMNS = ("subject_id", "time", "recorded_time")
 ROW = "_row"  # row key of a unique (subject_id, prediction_time) pair inside featurizers
@@ -67,19 +78,11 @@ def ensure_event_columns(events: EventsLike) -> pl.LazyFrame:
     for required in ("subject_id", "time", "code"):
         if required not in names:
             raise InputDataError(f"event table: missing column {required!r}")
-    dtypes: dict[str, pl.DataType] = {
-        "subject_id": pl.Int64(),
-        "time": pl.Datetime("us"),
-        "code": pl.String(),
-        "numeric_value": pl.Float32(),
-        "text_value": pl.String(),
-        "unit": pl.String(),
-        "end_time": pl.Datetime("us"),
-        "recorded_time": pl.Datetime("us"),
-    }
-    exprs = [(pl.col(c) if c in names else pl.lit(None)).cast(dtype).alias(c) for c, dtype in dtypes.items()]
+    exprs = [
+        (pl.col(c) if c in names else pl.lit(None)).cast(EVENT_DTYPES[c]).alias(c) for c in _FEATURE_COLUMNS
+    ]
     # Columns a caller derived beforehand (an event key, a token id) are kept; provenance columns dropped.
-    extra = [c for c in names if c not in dtypes and c not in EVENT_COLUMNS]
+    extra = [c for c in names if c not in EVENT_COLUMNS]
     return lf.select(*exprs, *extra)
 
 

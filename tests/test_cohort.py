@@ -11,22 +11,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehr_risk.cohort import build_cohort, subject_summary
+from ehr_risk.events import EVENT_DTYPES
 from ehr_risk.tasks import Task
 
 D = dt.datetime
 T0 = D(2010, 1, 1)
-SCHEMA = pl.Schema(
-    {
-        "subject_id": pl.Int64(),
-        "time": pl.Datetime("us"),
-        "code": pl.String(),
-        "numeric_value": pl.Float32(),
-        "text_value": pl.String(),
-        "unit": pl.String(),
-        "recorded_time": pl.Datetime("us"),
-        "resource_type": pl.String(),
-    }
+_COLUMNS = (
+    "subject_id",
+    "time",
+    "code",
+    "numeric_value",
+    "text_value",
+    "unit",
+    "recorded_time",
+    "resource_type",
 )
+SCHEMA = pl.Schema({c: EVENT_DTYPES[c] for c in _COLUMNS})
 
 
 def events(*rows: tuple[Any, ...]) -> pl.DataFrame:
