@@ -115,7 +115,7 @@ def _covariates(n: int, **overrides: np.ndarray) -> Covariates:
         age=f + 55, male=~b, black=b, hispanic=b, tc=f + 200, hdl=f + 50, sbp=f + 120, bmi=f + 28,
         hba1c_latent=f + 5.6, egfr_latent=f + 75, bp_treated=b, statin=b, smoker=b, former_smoker=b,
         diabetes=b, ckd=b, hf=b, af=b, prior_ascvd=b, prior_mi=b, hypertension=b, sbp_rise=f, statin_gap=b,
-        unstable=b, bp_variability=f, burden=f,
+        unstable=b, bp_variability=f, burden=f, family_history=b,
     )  # fmt: skip
     base.update(overrides)
     return Covariates(**base)
@@ -146,6 +146,7 @@ def test_hazard_model_acts_like_the_published_equations() -> None:
     assert hr(af=one) == pytest.approx(np.exp(p.ascvd.af))
     assert hr(ckd=one) == pytest.approx(np.exp(p.ascvd.ckd))
     assert hr(hba1c_latent=np.array([6.6])) == pytest.approx(np.exp(p.ascvd.hba1c))
+    assert hr(family_history=one) == pytest.approx(np.exp(p.ascvd.family_history))
 
 
 def test_truth_reacts_to_hidden_history() -> None:
@@ -179,3 +180,14 @@ def test_emergency_clusters_in_records_mark_higher_true_risk(chunk: Chunk) -> No
     cluster, none = counts[pat] >= 2, counts[pat] == 0
     assert cluster.sum() >= 5
     assert t["risk"][cluster].mean() > 1.5 * t["risk"][none].mean()
+
+
+def test_family_history_is_coded_for_most_who_have_it_and_never_for_others(chunk: Chunk) -> None:
+    s, cond = chunk.state, chunk.tables["cond"]
+    coded = np.unique(cond["pat"][cond["kind"] == C.FAMILY_HX])
+    seen = np.unique(chunk.tables["enc"]["pat"])  # people with a registration visit in the records
+    assert s.family_history[coded].all()  # never for someone without one
+    carriers = np.intersect1d(np.flatnonzero(s.family_history), seen)
+    share = len(np.intersect1d(coded, carriers)) / len(carriers)
+    assert abs(share - DEFAULT.care.family_history_recorded) < 0.1
+    assert abs(s.family_history.mean() - DEFAULT.population.p_family_history) < 0.04

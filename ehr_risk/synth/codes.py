@@ -26,7 +26,7 @@ class Diagnosis(NamedTuple):
 
 
 # Condition kinds (index = value stored by the simulation)
-HTN, HLD, T2D, CKD3, AF, MI, STROKE, HF, CHEST_PAIN, PREDIABETES, CKD4 = range(11)
+HTN, HLD, T2D, CKD3, AF, MI, STROKE, HF, CHEST_PAIN, PREDIABETES, CKD4, FAMILY_HX = range(12)
 CONDITIONS: list[Diagnosis] = [
     Diagnosis(
         Concept("59621000", "Essential hypertension (disorder)"),
@@ -63,6 +63,12 @@ CONDITIONS: list[Diagnosis] = [
     Diagnosis(
         Concept("431857002", "Chronic kidney disease stage 4 (disorder)"),
         Concept("N18.4", "Chronic kidney disease, stage 4 (severe)"),
+    ),
+    Diagnosis(
+        Concept("266897007", "Family history: Myocardial infarction (situation)"),
+        Concept(
+            "Z82.49", "Family history of ischemic heart disease and other diseases of the circulatory system"
+        ),
     ),
 ]
 

@@ -6,7 +6,7 @@ All functions are vectorised over people. With covariates x for a person-year,
                          + β_hdl(age)·ln(HDL/50) + β_sbp·ln(SBP/120) + β_treated·[on BP drugs]
                          + β_smk(age)·[smoker] + β_former·[former] + β_dm·[diabetes] + β_ckd·[CKD]
                          + β_prior·[prior ASCVD] + β_af·[AF] + β_a1c·(latent HbA1c − 5.6)
-                         + β_bmi·(BMI − 28)
+                         + β_bmi·(BMI − 28) + β_fh·[family history of premature ASCVD]
                          + β_rise·(ongoing SBP rise, mm Hg/yr) + β_gap·[statin gap] + β_unstable·[unstable]
                          + β_bpv·(visit-to-visit SBP variability, SD units)
                          + β_burden·ln(visit-rate multiplier))
@@ -57,6 +57,7 @@ class Covariates:
     unstable: Array
     bp_variability: Array  # the person's visit-to-visit SBP variability, standard normal
     burden: Array  # log of the person's visit-rate multiplier: uncoded comorbidity burden
+    family_history: Array  # premature ASCVD in a first-degree relative
 
 
 def _f(x: Array) -> Array:
@@ -100,6 +101,7 @@ def hazards(x: Covariates, p: SynthParams) -> dict[str, Array]:
         + a.af * _f(x.af)
         + a.hba1c * (x.hba1c_latent - 5.6)
         + a.bmi * (x.bmi - 28.0)
+        + a.family_history * _f(x.family_history)
     )
     h, d, t, c = p.hf, p.death, p.t2d, p.ckd
     lp_hf = (

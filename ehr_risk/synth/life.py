@@ -183,6 +183,7 @@ def advance(s: State, year: int, rng: np.random.Generator, p: SynthParams, repli
         unstable=s.unstable_left > 0,
         bp_variability=s.u_bpv,
         burden=np.log(s.intensity),
+        family_history=s.family_history,
     )
     # hidden unstable phase: starts now with a chance that rises with ASCVD risk; lasts this and next year
     p_unstable = lat.unstable_base * np.exp(lat.unstable_power * ascvd_log_hr(cov, p))

@@ -42,6 +42,10 @@ class AscvdParams:
     bmi: float = 0.02  # per kg/m2 above 28, beyond its effect through BP, lipids and diabetes
     af: float = 0.65  # atrial fibrillation: stroke RR ≈ 5 (Wolf et al. Stroke 1991), hard-ASCVD HR ≈ 1.9
     hba1c: float = 0.40  # per % of latent HbA1c above 5.6 (ARIC: Selvin et al. NEJM 2010, HR ≈ 1.3-1.8)
+    # premature ASCVD in a parent or sibling, a guideline "risk-enhancing factor" because the PCE omit it
+    # (Grundy et al. Circulation 2019); parental premature CVD: HR 2.0 in men, 1.7 in women after the
+    # classic factors (Lloyd-Jones et al. JAMA 2004)
+    family_history: float = 0.60
     # Effects that only a history shows (no single last value carries them):
     sbp_rise: float = 0.15  # per mm Hg/year of an ongoing rising-pressure phase (trajectory slope)
     statin_gap: float = 0.60  # ≥ 2 of the last 8 quarters without a statin refill while prescribed
@@ -215,6 +219,7 @@ class CareParams:
     statin_from_year: int = 1990  # no statin starts before (simvastatin/atorvastatin era)
     miss_quarter_shape: tuple[float, float] = (1.2, 9.0)  # beta(a, b): person's chance of missing a refill
     smoking_recorded: float = 0.30
+    family_history_recorded: float = 0.70  # of those with one, coded on the problem list at registration
     bp_recorded: float = 0.93
     weight_recorded: float = 0.85
     height_recorded: float = 0.10
@@ -231,6 +236,7 @@ class PopulationParams:
     p_male: float = 0.49
     race_p: tuple[float, float, float, float] = (0.70, 0.13, 0.06, 0.11)  # white, black, asian, other
     p_hispanic: float = 0.16
+    p_family_history: float = 0.18  # premature ASCVD in a first-degree relative (NHANES: ~12-20 %)
     smoke_start_1930: float = 0.50  # ever-smoking by birth cohort, falling linearly to 2000
     smoke_start_2000: float = 0.18
     smoke_female: float = 0.80

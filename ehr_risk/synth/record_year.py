@@ -134,6 +134,8 @@ def _conditions(
     for kind, day in history:
         had = day < enroll
         rec.add("cond", pat=pat[had], kind=kind, onset=day[had], enc=venc[r[had]], abate=-1)
+    fh = s.family_history_coded[pat]  # a situation, not a disease: dated at the registration visit
+    rec.add("cond", pat=pat[fh], kind=C.FAMILY_HX, onset=vday[r[fh]], enc=venc[r[fh]], abate=-1)
 
 
 def _medications(

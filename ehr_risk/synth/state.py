@@ -81,6 +81,8 @@ class State:
     first_ascvd_day: np.ndarray
     clopidogrel: np.ndarray
     u_bpv: np.ndarray  # visit-to-visit blood-pressure variability (person-level, standard normal)
+    family_history: np.ndarray  # premature ASCVD in a first-degree relative
+    family_history_coded: np.ndarray  # ... and the records say so
 
     @property
     def n(self) -> int:
@@ -175,5 +177,7 @@ def initial_population(n: int, rng: np.random.Generator, p: SynthParams) -> Stat
         prior_stroke=np.zeros(n, bool),
         first_ascvd_day=never.copy(),
         clopidogrel=np.zeros(n, bool),
-        u_bpv=normal(),  # drawn last: the draws before it keep their random stream
+        u_bpv=normal(),  # drawn after all the above: the draws before it keep their random stream
+        family_history=(fam := rng.random(n) < pop.p_family_history),
+        family_history_coded=fam & (rng.random(n) < care.family_history_recorded),
     )
