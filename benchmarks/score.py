@@ -10,7 +10,9 @@ trained once (--train-patients, max_epochs 1: training speed is not what is meas
 Measured: `ehr_risk.scoring.score(...)` alone, each (model, scale) in its own child process so its peak RSS
 (ru_maxrss of the child) and CPU time (user + sys, all threads) are its own. `score` runs --workers shards
 at once (threads: one shard's featurization overlaps another's network pass), torch --threads threads per
-worker, polars one thread per core (its default). --explain K adds the top-K factors (off by default). The
+worker, polars one thread per core (its default). --explain K adds the top-K factors (off by default);
+--torch-attention scores the transformer through torch's own encoder layers instead of the fused scoring
+path (networks.py), for a before/after taken under the same conditions. The
 1-minute load average before and after each run is recorded: on a shared host, wall-clock figures are
 pessimistic and patients per CPU second is the steadier figure.
 """
@@ -117,6 +119,8 @@ def _child(args: argparse.Namespace) -> None:
     from ehr_risk.tasks import load_task
 
     predictor, run_id = pickle.loads(Path(args.predictor).read_bytes())
+    if args.torch_attention and args.kind == "transformer":  # the previous scoring path, for comparison
+        predictor.network().encoder.fast_inference = False
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     ref = ModelRef(f"bench-{args.kind}", "1", run_id, "bench")
@@ -173,6 +177,11 @@ def main() -> None:
     ap.add_argument("--explain", type=int, default=0, help="top contributing factors per patient (0: off)")
     ap.add_argument("--work", default="/tmp/ehr-risk-bench-score", help="cached inputs (reused)")
     ap.add_argument("--profile", action="store_true", help="cProfile each child (to stderr)")
+    ap.add_argument(
+        "--torch-attention",
+        action="store_true",
+        help="transformer: torch's own encoder instead of the fused scoring path (the 'before' figure)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
     ap.add_argument("--predictor", help=argparse.SUPPRESS)
@@ -198,6 +207,7 @@ def main() -> None:
             cmd += ["--events", str(events), "--out", str(work / "scores"), "--threads", str(args.threads)]
             cmd += ["--workers", str(args.workers), "--explain", str(args.explain)]
             cmd += ["--profile"] if args.profile else []
+            cmd += ["--torch-attention"] if args.torch_attention else []
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             load_before = os.getloadavg()[0]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -219,6 +229,7 @@ def main() -> None:
         "threads": args.threads,
         "workers": args.workers,
         "explain": args.explain,
+        "torch_attention": args.torch_attention,
         "cpu_count": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),

@@ -124,7 +124,7 @@ def fit_sequence(
     from ehr_risk.models.data import SequenceArrays, SequenceDataset
     from ehr_risk.models.lightning_module import FitSettings, fit_network
     from ehr_risk.models.networks import NetworkConfig
-    from ehr_risk.models.targets import hazard_targets
+    from ehr_risk.models.targets import competing_targets, hazard_targets
 
     net = config.network
     seq_feat = data.featurizers.get("sequence")
@@ -146,11 +146,15 @@ def fit_sequence(
     K = len(config.tasks)
     interval = np.zeros((n, K), np.int64)
     event = np.zeros((n, K), bool)
+    died = np.zeros((n, K), bool)
     mask = np.zeros((n, K), bool)
     for k, task in enumerate(config.tasks):
         lab = data.tasks[task]
         t0, ev, comp, cens = (lab.frame.get_column(c).to_numpy() for c in lab.frame.columns)
-        interval[:, k], event[:, k] = hazard_targets(t0, ev, comp, cens, n_intervals=net.n_intervals)
+        if net.competing_risk:
+            interval[:, k], event[:, k], died[:, k] = competing_targets(t0, ev, comp, cens, net.n_intervals)
+        else:
+            interval[:, k], event[:, k] = hazard_targets(t0, ev, comp, cens, n_intervals=net.n_intervals)
         mask[:, k] = lab.in_task
     n_tokens = int(getattr(seq_feat, "n_tokens_", 0) or len(getattr(seq_feat, "vocab_", {})))
     n_bins = int(getattr(seq_feat, "n_value_bins_", 0))
@@ -167,13 +171,16 @@ def fit_sequence(
         n_layers=net.n_layers,
         n_heads=net.n_heads,
         dropout=net.dropout,
+        competing=net.competing_risk,
+        static_head=net.static_head,
     )
 
     def dataset(split: str) -> SequenceDataset:
         rows = data.rows(split)
         rows = rows[mask[rows].any(axis=1)]
         arrays = SequenceArrays.from_arrow(arrays_all.take(rows), None if static is None else static[rows])
-        return SequenceDataset(arrays, net.max_len, interval[rows], event[rows], mask[rows])
+        competing = died[rows] if net.competing_risk else None
+        return SequenceDataset(arrays, net.max_len, interval[rows], event[rows], mask[rows], competing)
 
     train, tune = dataset("train"), dataset("tuning")
     if len(train) == 0 or len(tune) == 0:

@@ -45,6 +45,12 @@ class NetworkParams(_Frozen):
     n_intervals: int = Field(default=10, ge=1, le=50, description="yearly hazard intervals")
     max_len: int = Field(default=256, ge=1, description="most recent events used per prediction time")
     use_static: bool = Field(default=True, description="join the tabular features")
+    static_head: bool = Field(
+        default=True, description="static features also through the non-linear head (else: wide path only)"
+    )
+    competing_risk: bool = Field(
+        default=True, description="model death from other causes as a competing event (else: censoring)"
+    )
     batch_size: int = Field(default=256, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=2, ge=0)

@@ -10,6 +10,7 @@ from ehr_risk.models.hazard import cumulative_risk, hazard_nll
 from ehr_risk.models.targets import (
     binary_label,
     censoring_survival,
+    competing_targets,
     hazard_targets,
     ipcw_weights,
     label_horizons,
@@ -38,6 +39,19 @@ def test_targets_event_censoring_competing_and_beyond_the_last_interval() -> Non
     # followed through all intervals; outcome at t; death at 3.0 before the outcome → survived 3.
     assert interval.tolist() == [2, 1, 3, 10, 0, 3]
     assert is_event.tolist() == [True, False, False, False, True, False]
+
+
+def test_competing_targets_put_a_competing_death_in_its_own_interval() -> None:
+    t = np.array([T0] * 4)
+    event = np.array([at(2.5), NAT, NAT, NAT])
+    competing = np.array([NAT, at(3.2), at(12.0), at(1.9)])
+    censor = np.array([at(8.0), at(9.0), at(15.0), at(1.5)])
+    interval, is_event, died = competing_targets(t, event, competing, censor, n_intervals=10)
+    # event in year 3; death from another cause in year 4 (index 3, not rounded like a censoring);
+    # a death after the last interval is survival through all of them; censored at 1.5 before the death
+    assert interval.tolist() == [2, 3, 10, 2]
+    assert is_event.tolist() == [True, False, False, False]
+    assert died.tolist() == [False, True, False, False]
 
 
 def test_binary_label_matches_the_contract() -> None:
@@ -140,3 +154,28 @@ def test_observed_time_without_follow_up_information_is_censored_at_t() -> None:
         np.array([T0]), np.array([NAT]), np.array([NAT]), np.array([NAT])
     )
     assert years.tolist() == [0.0] and not is_event[0] and not is_comp[0]
+
+
+def test_competing_nll_and_cumulative_incidence_match_hand_computed_values() -> None:
+    logits = torch.tensor([[[[0.5, -1.0], [1.0, 0.0]]], [[[-0.5, 0.3], [0.2, 1.0]]]])  # (B=2, K=1, J=2, 2)
+
+    def probs(le: float, lc: float) -> tuple[float, float, float]:
+        z = 1 + np.exp(le) + np.exp(lc)
+        return 1 / z, np.exp(le) / z, np.exp(lc) / z
+
+    (n0, e0, _), (_, e1, _) = probs(0.5, -1.0), probs(1.0, 0.0)
+    (m0, _, _), (_, _, c1) = probs(-0.5, 0.3), probs(0.2, 1.0)
+    # row 0: outcome in interval 1; row 1: competing death in interval 1
+    interval = torch.tensor([[1], [1]])
+    event = torch.tensor([[True], [False]])
+    died = torch.tensor([[False], [True]])
+    mask = torch.ones(2, 1, dtype=torch.bool)
+    ll = np.log(n0) + np.log(e1) + np.log(m0) + np.log(c1)
+    assert hazard_nll(logits, interval, event, mask, died).item() == pytest.approx(-ll / 2, rel=1e-6)
+    with pytest.raises(ValueError, match="competing"):
+        hazard_nll(logits, interval, event, mask)
+    cif = cumulative_risk(logits)
+    assert cif.shape == (2, 1, 2)
+    assert cif[0, 0].tolist() == pytest.approx([e0, e0 + n0 * e1], rel=1e-6)
+    # the cumulative incidence stays below the risk that ignores the competing death
+    assert (cif < cumulative_risk(logits[..., 0])).all()

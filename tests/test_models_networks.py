@@ -171,3 +171,23 @@ def test_transformer_trains_and_early_stopping_keeps_the_best_epoch() -> None:
     losses = [h["val_loss"] for h in res.history]
     assert res.best_epoch == int(np.argmin(losses))
     assert not res.network.training
+
+
+def test_competing_heads_and_a_wide_only_static_path() -> None:
+    torch.manual_seed(0)
+    arrays, _ = make_arrays(10)
+    rows = np.arange(10)
+    net = HazardNetwork(config("gru", competing=True, static_head=False)).eval()
+    assert net.wide is not None
+    torch.nn.init.normal_(net.wide.weight)  # zero at start: give the wide path something to do
+    batch = build_batch(arrays, rows, 12)
+    with torch.no_grad():
+        logits = net(batch)
+        batch["static"] = batch["static"] + 1.0
+        moved = net(batch)
+    assert logits.shape == (10, 2, 5, 2)  # rows, tasks, intervals, (outcome, competing death)
+    shift = moved - logits
+    # without the static head, static features act only through the wide path: one shift per row, task
+    # and kind, the same for every interval
+    assert torch.allclose(shift, shift[:, :, :1, :].expand_as(shift), atol=1e-5)
+    assert shift.abs().max() > 1e-3

@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ehr_risk import predictor as predictor_module
+from ehr_risk.models.data import SequenceArrays
 from ehr_risk.predictor import (
     GRU_BATCH_TOKENS,
     TRANSFORMER_BATCH_TOKENS2,
@@ -86,9 +88,8 @@ def test_network_risks_do_not_depend_on_the_inference_batching(
     assert np.std(default["risk_t_5y"]) > 0  # rows differ: the comparison is not trivial
 
 
-def sequence_table(arrays):  # type: ignore[no-untyped-def]
+def sequence_table(arrays: SequenceArrays) -> pl.DataFrame:
     """The polars sequence table of `arrays` (the featurizer's output layout)."""
-    import polars as pl
 
     def rows(flat: np.ndarray) -> list[list[float]]:
         return [flat[a:b].tolist() for a, b in zip(arrays.offsets[:-1], arrays.offsets[1:], strict=True)]

@@ -101,9 +101,11 @@ class SequenceDataset(Dataset[dict[str, torch.Tensor]]):
         interval: np.ndarray | None = None,
         event: np.ndarray | None = None,
         mask: np.ndarray | None = None,
+        competing: np.ndarray | None = None,
     ) -> None:
         self.arrays, self.max_len = arrays, max_len
         self.interval, self.event, self.task_mask = interval, event, mask
+        self.competing = competing
 
     def __len__(self) -> int:
         return len(self.arrays)
@@ -115,6 +117,8 @@ class SequenceDataset(Dataset[dict[str, torch.Tensor]]):
             batch["interval"] = torch.from_numpy(self.interval[r])
             batch["event"] = torch.from_numpy(self.event[r])
             batch["task_mask"] = torch.from_numpy(self.task_mask[r])
+            if self.competing is not None:
+                batch["competing"] = torch.from_numpy(self.competing[r])
         return batch
 
 

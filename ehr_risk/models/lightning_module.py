@@ -62,14 +62,16 @@ class HazardModule(L.LightningModule):
         self.net = HazardNetwork(NetworkConfig(**network_config))
         self.task_names, self.primary_horizons = task_names, primary_horizons
         self.lr, self.weight_decay = lr, weight_decay
-        self._val: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._val: list[tuple[np.ndarray, ...]] = []
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch)
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(batch)
-        return hazard_nll(logits, batch["interval"], batch["event"], batch["task_mask"]), logits
+        b = batch
+        loss = hazard_nll(logits, b["interval"], b["event"], b["task_mask"], b.get("competing"))
+        return loss, logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
@@ -80,24 +82,27 @@ class HazardModule(L.LightningModule):
         loss, logits = self._loss(batch)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=int(batch["task_mask"].sum()))
         risk = cumulative_risk(logits).detach().float().cpu().numpy()
+        mask_np = batch["task_mask"].cpu().numpy()
         self._val.append(
             (
                 risk,
                 batch["interval"].cpu().numpy(),
                 batch["event"].cpu().numpy(),
                 batch["task_mask"].cpu().numpy(),
+                batch["competing"].cpu().numpy() if "competing" in batch else np.zeros_like(mask_np),
             )
         )
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
             return
-        risk, interval, event, mask = (np.concatenate(a) for a in zip(*self._val, strict=True))
+        risk, interval, event, mask, died = (np.concatenate(a) for a in zip(*self._val, strict=True))
         self._val.clear()
         for k, (task, h) in enumerate(zip(self.task_names, self.primary_horizons, strict=True)):
-            # Known label at h: the outcome before h, or event-free follow-up through h.
+            # Known label at h: the outcome before h, or event-free follow-up through h (or a competing
+            # death before h, when the network models it: the binary labels' "no event").
             case = mask[:, k] & event[:, k] & (interval[:, k] < h)
-            control = mask[:, k] & (interval[:, k] >= h)
+            control = mask[:, k] & ((interval[:, k] >= h) | (died[:, k] & (interval[:, k] < h)))
             known = case | control
             if case.any() and control.any():
                 auc = roc_auc_score(case[known], risk[known, k, h - 1])

@@ -67,6 +67,22 @@ def hazard_targets(
     return interval, is_event & (interval < n_intervals)
 
 
+def competing_targets(
+    prediction_time: np.ndarray,
+    event_time: np.ndarray,
+    competing_time: np.ndarray,
+    censor_time: np.ndarray,
+    n_intervals: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(interval index, event flag, competing-death flag) for the competing-risks heads: as
+    `hazard_targets`, but a death from another cause is an outcome of its own, in the interval it falls in."""
+    years, is_event, is_competing = observed_time(prediction_time, event_time, competing_time, censor_time)
+    steps = np.where(is_event | is_competing, np.floor(years), np.floor(years + 0.5))
+    interval = np.minimum(steps.astype(np.int64), n_intervals)
+    inside = interval < n_intervals
+    return interval, is_event & inside, is_competing & inside
+
+
 def binary_label(
     years: np.ndarray, is_event: np.ndarray, is_competing: np.ndarray, horizon: float
 ) -> tuple[np.ndarray, np.ndarray]:
