@@ -4,15 +4,16 @@ Copies are made with rewritten patient and encounter ids (`<id>-r<k>`), so no re
 duplicate. Each measurement runs `ehr_risk.ingest.run.ingest` in a fresh child process pinned to one
 thread (POLARS_MAX_THREADS=1, arrow CPU count 1) and reports wall time, CPU time (user + sys of the
 process, all threads; the ingest call only, imports excluded) and the child's peak RSS. The reader streams
-~4 MB blocks and spills every 65k events; the final sort holds one shard, so the run uses one shard per
-copy (as `ingest` sizes shards by input bytes on large inputs) and memory should stay flat across scales.
+~4 MB blocks; the writer holds up to 8 MB of events in memory (a load that fits is never spilled), then
+spills every 65k events; the final sort holds one shard, so the run uses one shard per copy (as `ingest`
+sizes shards by input bytes on large inputs) and memory should stay flat across scales.
 Two runs per scale: the whole export (all tables), and the observations table alone with patients (the
 issue's figure: observation rows per second per core, target >= 1,000,000). For scale, the same files
 are parsed by pyarrow alone (every column a string, one thread): the floor any CSV reader stands on.
 
 `run()` returns the figures as a dict (imported by benchmarks/ingest.py); run alone it prints JSON:
 
-    .venv/bin/python benchmarks/ingest_csv.py [--scales 1 16] [--data ../shared/data]
+    .venv/bin/python benchmarks/ingest_csv.py [--scales 1 16 64] [--data ../shared/data]
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class CsvFile:
         self._pending: list[tuple[int, str, str | None]] = []
         self._held: list[tuple[int, str, str | None]] = []
         # previous batch: its keys, and the rows so far of those seen more than once (the others: one)
-        self._carry: tuple[pl.Series, dict[int, int]] | None = None
+        self._carry: tuple[np.ndarray, dict[int, int]] | None = None
 
     def reject(self, rows: pl.DataFrame, reason: str, columns: list[str]) -> None:
         """Reject every row of `rows` (which has `_line` and the raw string `columns`) with one reason.
@@ -92,31 +92,42 @@ class CsvFile:
 
         Same-key rows further apart than one batch get the same rank, so the later one counts as a
         duplicate record in the summary (documented; Synthea writes a record's rows together).
-        Two hash passes find the few rows that need a rank (a key repeated in this batch or met in the
-        previous one); only those are counted, in row order.
+        One sort of the batch's keys finds the few rows that need a rank (a key repeated in this batch,
+        or met in the previous one: a binary search in its sorted keys); only those are counted, in row
+        order.
         """
         n = len(key)
-        keys = pl.Series(key, dtype=pl.UInt64)
-        special = keys.is_duplicated()
+        ordered = np.sort(key)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
         carried = self._carry
-        if carried is not None:
-            special = special | keys.is_in(carried[0].implode())
+        # sorted against sorted first (cache-friendly); row by row only when some key is shared
+        in_prior = None
+        if carried is not None and _member(carried[0], ordered).any():
+            in_prior = _member(carried[0], key)
         rank = np.zeros(n, dtype=np.int64)
         counts: dict[int, int] = {}
-        if special.any():
-            where = special.arg_true().to_numpy()
+        if len(repeated) or (in_prior is not None and in_prior.any()):
+            special = np.isin(key, repeated) if len(repeated) else np.zeros(n, dtype=bool)
+            if in_prior is not None:
+                special |= in_prior
             prior = carried[1] if carried is not None else {}
-            in_prior = (
-                keys.gather(where).is_in(carried[0].implode()).to_numpy() if carried is not None else None
-            )
-            for j, (i, k) in enumerate(zip(where.tolist(), key[where].tolist(), strict=True)):
+            for i in np.flatnonzero(special).tolist():
+                k = int(key[i])
                 c = counts.get(k)
                 if c is None:  # first row of the key in this batch: starts after the previous batch's rows
-                    c = prior.get(k, 1) if in_prior is not None and in_prior[j] else 0
+                    c = prior.get(k, 1) if in_prior is not None and in_prior[i] else 0
                 rank[i] = c
                 counts[k] = c + 1
-        self._carry = (keys, {k: c for k, c in counts.items() if c > 1})
+        self._carry = (ordered, {k: c for k, c in counts.items() if c > 1})
         return rank
+
+
+def _member(ordered: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Whether each key is in the sorted array `ordered`."""
+    if not len(ordered):
+        return np.zeros(len(key), dtype=bool)
+    pos = np.minimum(np.searchsorted(ordered, key), len(ordered) - 1)
+    return np.asarray(ordered[pos] == key)
 
 
 def keyed(

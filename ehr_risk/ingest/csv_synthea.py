@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 from ehr_risk.ingest.csv_emit import emit
 from ehr_risk.ingest.csv_read import BadRows, UnreadableFile, count_rows, read_header
 from ehr_risk.ingest.csv_schema import load_input_schema
-from ehr_risk.ingest.csv_synthea_tables import CONVERTERS, SyntheaContext
+from ehr_risk.ingest.csv_synthea_obs import CONVERTERS
+from ehr_risk.ingest.csv_synthea_tables import SyntheaContext
 from ehr_risk.ingest.csv_table import SchemaFile
 
 if TYPE_CHECKING:

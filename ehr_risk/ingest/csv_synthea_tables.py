@@ -60,6 +60,7 @@ class SyntheaContext:
         self.code_hashes: dict[str, int] = {}  # keyed hashes of codes, reused across batches
         self._answers: tuple[int, pl.DataFrame] | None = None  # answer table, rebuilt when conditions grow
         self._described: pl.Series | None = None  # codes with a description (refreshed when that grows)
+        self.obs_state: object | None = None  # the observations fast path's lookups (csv_synthea_obs)
 
     def subjects(self, source_ids: pl.Series) -> pl.Series:
         ids = {v: self.ing.ids.subject_id(v) for v in source_ids.unique().to_list()}
@@ -301,6 +302,12 @@ def _code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.S
     where = (text.is_not_null() & code.is_in(table.get_column("c").unique().implode())).arg_true()
     if where.is_empty():
         return text.alias("text_value")
+    return code_answers_at(ctx, code, text, where)
+
+
+def code_answers_at(ctx: SyntheaContext, code: pl.Series, text: pl.Series, where: pl.Series) -> pl.Series:
+    """`_code_answers` for the rows `where` (text answers to coded questions), found by the caller."""
+    table = ctx.answer_table()
     rows = pl.DataFrame({"c": code.gather(where), "t": text.gather(where)})
     joined = rows.with_columns(pl.col("t").str.to_lowercase().alias("l")).join(
         table, on=["c", "l"], how="left", maintain_order="left"

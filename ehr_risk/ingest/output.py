@@ -1,13 +1,17 @@
 """Streaming writer of the sharded event table, the rejects and the code metadata.
 
 Events arrive row by row into column buffers (every `flush_rows` rows they become a frame) or as whole
-frames from bulk readers. Frames are held until `SPILL_ROWS` events, then appended to the load's one spill
-file (Arrow IPC) as one record batch per shard (shard = subject_id mod n_shards), so memory holds one small
-buffer, not the input, and the number of files does not grow with spills or shards. `finish()` builds each
-shard from its record batches (read, not memory-mapped, so pages do not pile up in the process), plus the
-existing shard in incremental mode: duplicate records (same record_id) are kept once, the newest load
-winning, then rows are sorted by (subject_id, time) with static rows first, ties in (load, record ordinal,
-arrival) order, and the shard is written through the `events` schema.
+frames from bulk readers. A load whose events fit in `MEMORY_BUDGET` bytes (the order of what a reader's
+own blocks take, so holding them barely raises the peak) is held in memory and never spilled: `finish()`
+orders it once by (shard, subject_id, time) and writes each shard from its rows. Past the budget the
+held frames, and from then on every `SPILL_ROWS` events, are appended to the load's one spill file
+(Arrow IPC) as one record batch per shard (shard = subject_id mod n_shards), so memory holds a small
+buffer, not the input, and the number of files does not grow with spills or shards; `finish()` then
+builds each shard from its record batches (read, not memory-mapped, so pages do not pile up in the
+process). Either way, plus the existing shard in incremental mode: duplicate records (same record_id)
+are kept once, the newest load winning, then rows are sorted by (subject_id, time) with static rows
+first, ties in (load, record ordinal, arrival) order, and the shard is written through the `events`
+schema.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ehr_risk.events import EVENT_DTYPES
+from ehr_risk.ingest.output_order import deduplicate, shard_order, sort_events
 from ehr_risk.tables import load_schema, write_table
 
 SPILL_DTYPES: dict[str, pl.DataType] = {**EVENT_DTYPES, "_seq": pl.Int64()}  # `_load` is set by the writer
 
 
 SPILL_ROWS = 65_536  # events held before a spill (~8 MB): bounds memory, amortises per-spill costs
+# events held in memory (estimated frame bytes) before the first spill: a load below it is never spilled
+MEMORY_BUDGET = 8 << 20
 # ... and at least this many per shard, so a spill's record batches (one per shard) do not get tiny
 SPILL_ROWS_PER_SHARD = 128
 _DICT_COLUMNS = ["code", "unit", "text_value", "resource_type"]
@@ -79,14 +86,17 @@ class EventWriter:
         load_no: int = 0,
         flush_rows: int = 500_000,
         spill_rows: int | None = None,
+        memory_budget: int | None = None,
     ):
         self.out = out
         self.n_shards = n_shards
         self.load_no = load_no
         self.flush_rows = flush_rows
         self.spill_rows = spill_rows or max(SPILL_ROWS, SPILL_ROWS_PER_SHARD * n_shards)
-        self._staged: list[pl.DataFrame] = []  # converted frames not yet spilled (< spill_rows rows)
+        self._staged: list[pl.DataFrame] = []  # converted frames not yet spilled
         self._staged_rows = 0
+        self._staged_bytes = 0
+        self.memory_budget = MEMORY_BUDGET if memory_budget is None else memory_budget
         self.tmp = out / ".ingest-tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
@@ -200,17 +210,22 @@ class EventWriter:
         self._stage(frame)
 
     def _stage(self, frame: pl.DataFrame) -> None:
-        """Hold frames until `spill_rows` rows: fewer, larger spills (each costs a file and a slice per
-        shard at `finish`), while memory stays bounded by `spill_rows` whatever the input size."""
+        """Hold frames while the load fits `memory_budget`, then until `spill_rows` rows: fewer, larger
+        spills (each costs a write and a slice per shard at `finish`), while memory stays bounded by the
+        budget and `spill_rows` whatever the input size."""
         self._staged.append(frame)
         self._staged_rows += frame.height
+        if self._writer is None:  # nothing spilled yet: hold the load while it fits the budget
+            self._staged_bytes += int(frame.estimated_size())
+            if self._staged_bytes <= self.memory_budget:
+                return
         if self._staged_rows >= self.spill_rows:
             self._spill_staged()
 
     def _spill_staged(self) -> None:
         if self._staged:
             frame = pl.concat(self._staged, how="vertical") if len(self._staged) > 1 else self._staged[0]
-            self._staged, self._staged_rows = [], 0
+            self._staged, self._staged_rows, self._staged_bytes = [], 0, 0
             self._spill(frame)
 
     def _spill(self, frame: pl.DataFrame) -> None:
@@ -245,15 +260,35 @@ class EventWriter:
         assert isinstance(frame, pl.DataFrame)
         return [frame]
 
+    def _in_memory(self) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+        """The held load (never spilled) as one frame, the row order that sorts it by (shard, subject_id,
+        time), and each shard's bounds in that order.
+
+        Ties keep arrival order, or (load, record ordinal) order where arrival is not in that order, as
+        `sort_events` orders a shard: a shard's rows are then in their final order unless de-duplication
+        drops some. Columns are joined one at a time (the held frames' copy of a column is freed before the
+        next), and shards are gathered one at a time by the caller, so memory peaks at the held load plus
+        one column, not two or three copies of it.
+        """
+        parts = {c: [f.get_column(c) for f in self._staged] for c in self._staged[0].columns}
+        self._staged, self._staged_rows, self._staged_bytes = [], 0, 0
+        frame = pl.DataFrame([pl.concat(parts.pop(c), rechunk=True) for c in list(parts)])
+        order = shard_order(frame, self.n_shards)
+        shard = frame.get_column("subject_id").to_numpy()[order] % self.n_shards
+        return frame, order, np.searchsorted(shard, np.arange(self.n_shards + 1))
+
     def finish(self, incremental: bool) -> tuple[int, Counter[str], Counter[str]]:
         """Write the final shards. Returns (events written, duplicates dropped by type, code counts).
 
         Only duplicates within this load are counted; an older record replaced by a newer load is not.
         """
         self.flush()
-        self._spill_staged()
         reader, source = None, None
-        if self._writer is not None:
+        held: tuple[pl.DataFrame, np.ndarray, np.ndarray] | None = None
+        if self._writer is None:
+            held = self._in_memory() if self._staged else None
+        else:
+            self._spill_staged()
             self._writer.close()
             source = pa.OSFile(str(self.tmp / "spill.arrow"))
             reader = pa.ipc.open_file(source)
@@ -263,19 +298,31 @@ class EventWriter:
             for old in events_dir.glob("shard-*.parquet"):
                 old.unlink()
         total, dropped = 0, Counter[str]()
-        counts: Counter[str] = Counter()
+        # codes counted once over a held load; a shard that changes (merged, de-duplicated) is recounted
+        counts: Counter[str] = _code_counts(held[0]) if held is not None else Counter()
         for k in range(self.n_shards):
-            frames = self._read_shard(reader, k)
+            lo = hi = 0
+            if held is not None:
+                lo, hi = int(held[2][k]), int(held[2][k + 1])
+                frames = [held[0][held[1][lo:hi]]] if hi > lo else []
+            else:
+                frames = self._read_shard(reader, k)
             final = events_dir / shard_name(k)
             if incremental and final.exists():
                 frames.insert(0, _existing_as_spill(final))  # the oldest load first: arrival order
             if not frames:
                 continue
             df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-            df, n_dropped = _deduplicate(df)
+            deduped, n_dropped = deduplicate(df)
             dropped.update(n_dropped)
-            df = _sort_events(df)
-            table = arrow_table(df.drop(["_seq", "_load"]), "events")
+            # a held slice alone that lost no rows is in its final order (and counted) already
+            in_held = held is not None and hi > lo
+            if not (in_held and len(frames) == 1) or deduped is not df:
+                deduped = sort_events(deduped)
+                if in_held:
+                    counts.subtract(_code_counts(frames[-1]))
+                counts.update(_code_counts(deduped))
+            table = arrow_table(deduped.drop(["_seq", "_load"]), "events")
             # dictionary pages only where values repeat (on ids, times and values they cost time and space);
             # min/max statistics where readers filter (subject, time, code)
             write_table(
@@ -287,11 +334,14 @@ class EventWriter:
                 write_statistics=_STATS_COLUMNS,
             )
             total += table.num_rows
-            counts.update(dict(df.get_column("code").value_counts().iter_rows()))
         if source is not None:
             source.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
-        return total, dropped, counts
+        return total, dropped, +counts
+
+
+def _code_counts(df: pl.DataFrame) -> Counter[str]:
+    return Counter(dict(df.get_column("code").value_counts().iter_rows()))
 
 
 def _existing_as_spill(path: Path) -> pl.DataFrame:
@@ -302,49 +352,6 @@ def _existing_as_spill(path: Path) -> pl.DataFrame:
     return df.select(names).with_columns(
         pl.int_range(pl.len(), dtype=pl.Int64).alias("_seq"), pl.lit(-1, dtype=pl.Int32).alias("_load")
     )
-
-
-def _sort_events(df: pl.DataFrame) -> pl.DataFrame:
-    """Rows by (subject_id, time), static rows first, ties in (load, record ordinal, arrival) order.
-
-    Readers send a load's events in record order, so rows usually arrive in (load, ordinal) order
-    already; then a stable sort on the two keys alone gives the same table, and costs less.
-    """
-    occ = pl.col("_load").cast(pl.Int64) * (1 << 40) + pl.col("_seq")
-    keys = (
-        ["subject_id", "time"]
-        if df.select((occ.diff() >= 0).all()).item()
-        else ["subject_id", "time", "_load", "_seq"]
-    )
-    return df.sort(keys, nulls_last=False, maintain_order=True)
-
-
-def _deduplicate(df: pl.DataFrame) -> tuple[pl.DataFrame, Counter[str]]:
-    """Keep each record_id from one source occurrence only: the newest load, then the first read.
-
-    A record is all events with one (record_id, _load, _seq); rows without record_id are always kept.
-    Returns the frame and the duplicate record occurrences dropped, by resource type.
-    """
-    # fast path: every record_id comes from one occurrence (one _load and _seq), checked by aggregates
-    # over the rows whose record_id is not unique (a record's several events, or a duplicate) only
-    rid = df.get_column("record_id")
-    repeated = rid.is_duplicated() & rid.is_not_null()
-    if not repeated.any():
-        return df, Counter()
-    occ = pl.col("_load").cast(pl.Int64) * (1 << 40) + pl.col("_seq")  # _seq < 2**40: records of a load
-    spread = df.filter(repeated).group_by("record_id").agg((occ.min() != occ.max()).alias("mixed"))
-    if not spread.get_column("mixed").any():
-        return df, Counter()
-    keys = df.select("record_id", "_load", "_seq", "resource_type").filter(pl.col("record_id").is_not_null())
-    occurrences = keys.unique()
-    with_id = df.filter(pl.col("record_id").is_not_null())
-    winners = occurrences.sort(["_load", "_seq"], descending=[True, False]).unique(
-        subset="record_id", keep="first", maintain_order=True
-    )
-    losers = occurrences.join(winners, on=["record_id", "_load", "_seq"], how="anti")
-    dropped = Counter(dict(losers.filter(pl.col("_load") >= 0).group_by("resource_type").len().iter_rows()))
-    kept = with_id.join(winners, on=["record_id", "_load", "_seq"], how="semi")
-    return pl.concat([df.filter(pl.col("record_id").is_null()), kept], how="vertical"), dropped
 
 
 def codes_table(counts: Counter[str], descriptions: dict[str, str]) -> pa.Table:
