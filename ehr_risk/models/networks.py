@@ -81,10 +81,13 @@ class StaticEncoder(nn.Module):
         self.mean.copy_(mean)
         self.scale.copy_(scale)
 
-    def forward(self, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def flat(self, static: torch.Tensor) -> torch.Tensor:
         z = (static - self.mean) / self.scale
         missing = torch.isnan(static).to(z.dtype)
-        flat = torch.cat([torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).clamp(-10, 10), missing], -1)
+        return torch.cat([torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).clamp(-10, 10), missing], -1)
+
+    def forward(self, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = self.flat(static)
         return flat, self.proj(flat)
 
 
@@ -190,9 +193,11 @@ class HazardNetwork(nn.Module):
         z = self.encoder(self.embed(batch), batch)
         wide: torch.Tensor | None = None
         if self.static is not None and self.wide is not None:
-            flat, projected = self.static(batch["static"])
             if self.config.static_head:
+                flat, projected = self.static(batch["static"])
                 z = torch.cat([z, projected], dim=-1)
+            else:
+                flat = self.static.flat(batch["static"])
             # (B, tasks, 1[, kinds]): the same shift for every interval
             wide = self.wide(flat).view(-1, self.config.n_tasks, 1, self.n_kinds)
         c = self.config
