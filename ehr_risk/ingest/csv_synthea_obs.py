@@ -27,10 +27,9 @@ import numpy as np
 import polars as pl
 
 from ehr_risk.ingest import csv_synthea_tables as tables
-from ehr_risk.ingest.csv_emit import as_u64, combine
 from ehr_risk.ingest.csv_lookup import HashedLookup
 from ehr_risk.ingest.csv_table import SchemaFile, typed
-from ehr_risk.ingest.csv_values import _plan_row
+from ehr_risk.ingest.csv_values import unit_plan
 from ehr_risk.ingest.units import BY_CODE
 
 _KEYS = ["CODE", "UNITS", "TYPE"]
@@ -63,9 +62,7 @@ def _plan_frame(ctx: tables.SyntheaContext, raw: pl.DataFrame) -> pl.DataFrame:
     for c in codes:
         if c not in ctx.code_hashes:
             ctx.code_hashes[c] = ctx.ing.ids.record_id("csv-key", c)
-    plan = pl.DataFrame(
-        [_plan_row(c, u) for c, u in zip(codes, units, strict=True)], schema=_PLAN, orient="row"
-    )
+    plan = unit_plan(zip(codes, units, strict=True))
     kind, unit, convert = pl.col("kind"), pl.col("unit"), pl.col("_convert")
     converts = convert & pl.col("_a").is_not_null()
     return (
@@ -91,18 +88,6 @@ def _plan_frame(ctx: tables.SyntheaContext, raw: pl.DataFrame) -> pl.DataFrame:
             "_code_hash",
         )
     )
-
-
-_PLAN = {
-    "code": pl.String,
-    "unit": pl.String,
-    "_a": pl.Float64,
-    "_b": pl.Float64,
-    "_out_unit": pl.String,
-    "_unit_error": pl.String,
-    "_lo": pl.Float64,
-    "_hi": pl.Float64,
-}
 
 
 def _subject_frame(ctx: tables.SyntheaContext, raw: pl.DataFrame) -> pl.DataFrame:
@@ -172,31 +157,9 @@ def fast_observations(
     code = ev.get_column("code")
     text = _answers(ctx, code, ev.get_column("text_value"), ev.get_column("_q"))
     time = b.get_column(typed("DATE"))
-    key = combine(
-        [
-            np.full(b.height, ctx.ing.ids.record_id("csv-table", src.schema.name), dtype=np.uint64),
-            as_u64(subject),
-            ev.get_column("_code_hash").to_numpy(),
-            as_u64(time),
-        ]
-    )
-    rank = src.file.ordinals(key.view(np.uint64))
-    rid = combine([key.view(np.uint64), rank.view(np.uint64)])
+    rid = ctx.record_ids(src, [subject, ev.get_column("_code_hash").to_numpy(), time])
     _describe(ctx, state, src, b, code, row)
-    out = pl.DataFrame(
-        [
-            subject.alias("subject_id"),
-            pl.int_range(b.height, eager=True, dtype=pl.Int64).alias("_row"),
-            time.alias("time"),
-            code,
-            ev.get_column("numeric_value"),
-            text,
-            ev.get_column("unit"),
-            pl.repeat("Observation", b.height, eager=True).alias("resource_type"),
-            pl.Series("record_id", rid),
-        ]
-    )
-    return out, b.height
+    return tables.observation_events(subject, time, code, ev, text, rid), b.height
 
 
 def _answers(ctx: tables.SyntheaContext, code: pl.Series, text: pl.Series, question: pl.Series) -> pl.Series:

@@ -96,18 +96,23 @@ class SyntheaContext:
                 self.ing.events.describe(c, d)
         self._described = pl.Series(list(known), dtype=pl.String)
 
-    def record_ids(self, src: SchemaFile, parts: list[pl.Series]) -> np.ndarray:
+    def record_ids(self, src: SchemaFile, parts: list[pl.Series | np.ndarray]) -> np.ndarray:
         """Keyed id of rows without a source id: subject, code, time plus the same-key ordinal.
 
-        Parts are keyed already (subject ids) or hashed with the key per distinct value (codes), so no
-        per-row HMAC is needed; the encounter is left out on purpose (implied by subject and time).
+        Parts are keyed already (subject ids; uint64 arrays of codes hashed as `code_hashes` holds them) or
+        hashed with the key per distinct value (codes), so no per-row HMAC is needed; the encounter is left
+        out on purpose (implied by subject and time).
         """
         n = len(parts[0])
         table = np.full(n, self.ing.ids.record_id("csv-table", src.schema.name), dtype=np.uint64)
         arrays = [table]
         for part in parts:
-            is_text = part.dtype == pl.String
-            arrays.append(keyed(self.ing, "csv-key", part, self.code_hashes) if is_text else as_u64(part))
+            if isinstance(part, np.ndarray):
+                arrays.append(part)
+            elif part.dtype == pl.String:
+                arrays.append(keyed(self.ing, "csv-key", part, self.code_hashes))
+            else:
+                arrays.append(as_u64(part))
         key = combine(arrays)
         rank = src.file.ordinals(key.view(np.uint64))
         return combine([key.view(np.uint64), rank.view(np.uint64)])
@@ -279,20 +284,32 @@ def observations(ctx: SyntheaContext, src: SchemaFile, b: pl.DataFrame) -> Conve
     subject = ctx.subjects(b.get_column("PATIENT"))
     rid = ctx.record_ids(src, [subject, code, time])
     ctx.describe(code, _col(b, src, "DESCRIPTION"))
-    events = pl.DataFrame(
+    return observation_events(subject, time, code, values, text, rid), b.height
+
+
+def observation_events(
+    subject: pl.Series,
+    time: pl.Series,
+    code: pl.Series,
+    values: pl.DataFrame,
+    text: pl.Series,
+    rid: np.ndarray,
+) -> pl.DataFrame:
+    """The event rows of converted observations (`values` holds numeric_value and unit)."""
+    n = len(subject)
+    return pl.DataFrame(
         [
             subject.alias("subject_id"),
-            pl.int_range(b.height, eager=True, dtype=pl.Int64).alias("_row"),
+            pl.int_range(n, eager=True, dtype=pl.Int64).alias("_row"),
             time.alias("time"),
             code,
             values.get_column("numeric_value"),
             text,
             values.get_column("unit"),
-            pl.repeat("Observation", b.height, eager=True).alias("resource_type"),
+            pl.repeat("Observation", n, eager=True).alias("resource_type"),
             pl.Series("record_id", rid),
         ]
     )
-    return events, b.height
 
 
 def _code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.Series:

@@ -10,6 +10,7 @@ on the values the previous ones could not parse, so a clean ISO column costs one
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 
 import polars as pl
@@ -131,6 +132,12 @@ def _plan_row(
     return (code, unit, *_probe(code, unit), *(rng[:2] if rng else (None, None)))
 
 
+def unit_plan(pairs: Iterable[tuple[str, str | None]]) -> pl.DataFrame:
+    """One row per (code, unit) pair: code, unit, conversion `_a`/`_b` (canonical = v·a + b), `_out_unit`,
+    `_unit_error` (reason or null) and the plausible range `_lo`/`_hi` of the canonical value."""
+    return pl.DataFrame([_plan_row(c, u) for c, u in pairs], schema=_PLAN_SCHEMA, orient="row")
+
+
 def convert_values(frame: pl.DataFrame) -> pl.DataFrame:
     """Unit conversion and plausibility in one join: columns code, numeric_value (Float64, not null),
     unit → numeric_value and unit in canonical units, `_unit_error` (reason or null) and `_implausible`
@@ -140,7 +147,7 @@ def convert_values(frame: pl.DataFrame) -> pl.DataFrame:
     (v·a + b), so two probes give the whole column's conversion, a third checks it. Rows whose unit cannot
     be converted keep their number as read; the caller rejects them."""
     pairs = frame.select("code", "unit").unique()
-    plan = pl.DataFrame([_plan_row(c, u) for c, u in pairs.iter_rows()], schema=_PLAN_SCHEMA, orient="row")
+    plan = unit_plan(pairs.iter_rows())
     v, a = pl.col("numeric_value"), pl.col("_a")
     converted = pl.when(a.is_not_null()).then(v * a + pl.col("_b")).otherwise(v)
     outside = pl.col("_lo").is_not_null() & ((converted < pl.col("_lo")) | (converted > pl.col("_hi")))
