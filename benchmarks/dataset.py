@@ -172,18 +172,9 @@ def synth_chunk(rng: np.random.Generator, first_id: int, n: int) -> pl.DataFrame
         pl.lit("Synthetic").alias("resource_type"),
         pl.lit(None, pl.Int64).alias("record_id"),
     )
-    return frame.sort(["subject_id", "time"], nulls_last=False).select(
-        "subject_id",
-        "time",
-        "code",
-        "numeric_value",
-        "text_value",
-        "unit",
-        "end_time",
-        "recorded_time",
-        "resource_type",
-        "record_id",
-    )
+    from ehr_risk.events import EVENT_COLUMNS
+
+    return frame.sort(["subject_id", "time"], nulls_last=False).select(EVENT_COLUMNS)
 
 
 def synth_events(n: int, folder: Path, seed: int = 0, per_shard: int = 25_000) -> int:
