@@ -3,6 +3,10 @@ held-out AUROC and calibration, next to the Pooled Cohort Equations and the orac
 risk) on exactly the same held-out rows. Prints JSON.
 
     .venv/bin/python benchmarks/quality.py --patients 20000 --workdir /tmp/quality
+
+`--models ensemble` also reports each member (trained once, inside the ensemble). `--exclude` leaves tabular
+features out of every model, e.g. `--exclude '*:sd_*' '*:slope_*'`: the windowed counts and last values
+only, to see what the sequence model finds in the history that such a table misses.
 """
 
 from __future__ import annotations
@@ -42,11 +46,10 @@ def main() -> None:
     ap.add_argument("--network", type=json.loads, default={}, help='JSON, e.g. {"dropout": 0.2}')
     ap.add_argument("--n-boot", type=int, default=300)
     ap.add_argument("--reuse", action="store_true", help="reuse the workdir's events and dataset")
+    ap.add_argument("--exclude", nargs="*", default=[], help="tabular feature patterns to leave out")
     args = ap.parse_args()
 
     from ehr_risk.dataset import build_dataset
-    from ehr_risk.evaluation import evaluate
-    from ehr_risk.holdout import MODEL_COLUMN, predictions_table
     from ehr_risk.ingest.run import IngestOptions, ingest
     from ehr_risk.synth import SynthOptions, generate
     from ehr_risk.tasks import load_task
@@ -68,40 +71,53 @@ def main() -> None:
         seconds["dataset"] = time.monotonic() - t0
     uri = f"sqlite:///{work / 'mlflow.db'}"
     results: dict[str, Any] = {"patients": args.patients, "seed": args.seed, "task": task.name}
+    results["exclude_features"] = args.exclude
     for kind in args.models:
         t0 = time.monotonic()
         overrides: dict[str, Any] = {"dataset": str(work / "dataset"), "tasks": [task.name], "model": kind}
         overrides["tracking_uri"] = uri
-        if kind in ("gru", "transformer"):
+        overrides["exclude_features"] = args.exclude
+        if kind in ("gru", "transformer", "ensemble"):
             overrides["network"] = {"max_epochs": args.gru_epochs, "patience": 2, **args.network}
         result = train(load_train_config(REPO / "pipelines" / "train.yaml", overrides))
         seconds[f"train_{kind}"] = time.monotonic() - t0
-        table = predictions_table(result.predictor, work / "dataset", task.name, compare=["pce"])
-        table = truth_column(work, table, int(task.primary_horizon))
-        ev = evaluate(
-            table,
-            model=MODEL_COLUMN,
-            compare=["pce", "oracle"],
-            horizon_years=task.primary_horizon,
-            time_to_event=None,
-            n_boot=args.n_boot,
-        )
-        m = ev.metrics
-        entry: dict[str, Any] = {"counts": m["counts"]}
-        for name in ("auroc", "calibration_slope", "brier"):
-            entry[name] = m["scores"][MODEL_COLUMN]["metrics"].get(name)
-        for other in ("pce", "oracle"):
-            paired = m["comparisons"].get(other, {}).get("paired", {})
-            entry[f"vs_{other}"] = {
-                "n_rows_paired": m["comparisons"].get(other, {}).get("n_rows_paired"),
-                "model_auroc": paired.get("model_auroc"),
-                f"{other}_auroc": paired.get("score_auroc"),
-                "delta_auroc": paired.get("delta_auroc"),
-            }
-        results[kind] = entry
-        print(json.dumps({kind: entry}, default=str), flush=True)
+        named = [(kind, result.predictor)] + [(f"{kind}/{m.model_kind}", m) for m in result.predictor.members]
+        for name, predictor in named:
+            entry = quality_entry(work, predictor, task, args.n_boot)
+            results[name] = entry
+            print(json.dumps({name: entry}, default=str), flush=True)
     results["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     print(json.dumps(results, indent=2, default=str))
+
+
+def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> dict[str, Any]:
+    """Held-out AUROC, calibration slope and Brier, and the paired comparisons with the PCE and oracle."""
+    from ehr_risk.evaluation import evaluate
+    from ehr_risk.holdout import MODEL_COLUMN, predictions_table
+
+    table = predictions_table(predictor, work / "dataset", task.name, compare=["pce"])
+    table = truth_column(work, table, int(task.primary_horizon))
+    ev = evaluate(
+        table,
+        model=MODEL_COLUMN,
+        compare=["pce", "oracle"],
+        horizon_years=task.primary_horizon,
+        time_to_event=None,
+        n_boot=n_boot,
+    )
+    m = ev.metrics
+    entry: dict[str, Any] = {"counts": m["counts"]}
+    for name in ("auroc", "calibration_slope", "brier"):
+        entry[name] = m["scores"][MODEL_COLUMN]["metrics"].get(name)
+    for other in ("pce", "oracle"):
+        paired = m["comparisons"].get(other, {}).get("paired", {})
+        entry[f"vs_{other}"] = {
+            "n_rows_paired": m["comparisons"].get(other, {}).get("n_rows_paired"),
+            "model_auroc": paired.get("model_auroc"),
+            f"{other}_auroc": paired.get("score_auroc"),
+            "delta_auroc": paired.get("delta_auroc"),
+        }
+    return entry
 
 
 if __name__ == "__main__":

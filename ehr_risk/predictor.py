@@ -5,6 +5,9 @@ pyfunc, see registry.py) and batch-scored, so training and production run one co
 Output columns: subject_id, prediction_time, then `risk_<task>_<h>y` (float64 in [0, 1]) for every task and
 horizon the model predicts, rows in the order of `times`.
 
+An ensemble Predictor holds member Predictors (each with its own calibration) and averages their logits
+(models/ensemble.py); it featurizes once for all of them.
+
 The Predictor pickles (featurizers and sklearn models as they are; network weights as numpy arrays with the
 network's config, rebuilt on first use), and it imports torch only when it scores with a network.
 """
@@ -26,6 +29,10 @@ SEQUENCE_KINDS = ("gru", "transformer")
 FACTORS = "top_factors"  # explanation columns (predict(..., explain=k))
 FACTOR_EFFECTS = "top_factor_effects"
 CLASSICAL_KINDS = ("lr", "gbm")
+ENSEMBLE = "ensemble"
+
+
+Factors = tuple[list[str], np.ndarray, np.ndarray]  # factor names, explained risk, effects (rows × factors)
 
 
 def risk_column(task: str, horizon: float) -> str:
@@ -49,13 +56,20 @@ class Predictor:
     batch_size: int = 512  # most rows per inference batch (batches are cut by work: inference_batches)
     metadata: dict[str, Any] = field(default_factory=dict)  # run id, schema versions, dataset fingerprint…
     calibration: Recalibration | None = None  # fitted on the tuning split after the model (train.py)
+    members: list[Predictor] = field(default_factory=list)  # an ensemble's models
 
     def __post_init__(self) -> None:
+        if self.model_kind == ENSEMBLE and len(self.members) < 2:
+            raise ValueError("an ensemble Predictor needs at least two members")
         if self.model_kind in CLASSICAL_KINDS and (self.classifiers is None or self.tabular is None):
             raise ValueError("a classical Predictor needs a tabular featurizer and fitted classifiers")
         if self.model_kind in SEQUENCE_KINDS and (self.sequence is None or self.network_state is None):
             raise ValueError("a sequence Predictor needs a sequence featurizer and network weights")
         self._net: Any = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("members", [])  # pickled before ensembles existed
+        self.__dict__.update(state)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -95,7 +109,7 @@ class Predictor:
         if self._needs_tabular:
             assert self.tabular is not None
             tab = self.tabular.transform(events, keys)
-        if self.model_kind in SEQUENCE_KINDS:
+        if self._needs_sequence:
             assert self.sequence is not None
             seq = self.sequence.transform(events, keys)
         return self.predict_features(keys, tab, seq, explain)
@@ -104,7 +118,25 @@ class Predictor:
     def _needs_tabular(self) -> bool:
         if self.model_kind in CLASSICAL_KINDS:
             return True
+        if self.members:
+            return any(m._needs_tabular for m in self.members)
         return bool(self.network_config and self.network_config["n_static"])
+
+    @property
+    def _needs_sequence(self) -> bool:
+        return self.model_kind in SEQUENCE_KINDS or any(m._needs_sequence for m in self.members)
+
+    @property
+    def uses_torch(self) -> bool:
+        """Whether scoring runs a network (then `network()` should be built before threads share it)."""
+        return self.network_config is not None or any(m.uses_torch for m in self.members)
+
+    def prepare(self) -> None:
+        """Build the torch network(s) now, once, rather than lazily in concurrent scoring threads."""
+        if self.network_config is not None:
+            self.network()
+        for member in self.members:
+            member.prepare()
 
     def predict_features(
         self,
@@ -124,31 +156,60 @@ class Predictor:
                 raise InputDataError(
                     f"{name} features: {table.height} rows for {keys.height} prediction times"
                 )
-        factors: tuple[list[str], np.ndarray, np.ndarray] | None = None  # names, risk, effects
-        if self.model_kind in CLASSICAL_KINDS:
-            assert self.classifiers is not None and tabular is not None
-            X = self.tabular_matrix(tabular)
-            risks = self.classifiers.predict_risk(X)
-            if explain > 0:
-                factors = self._explain_classical(X, risks[self.explained_column])
-        else:
-            assert sequence is not None
-            static = self.tabular_matrix(tabular) if self._needs_tabular and tabular is not None else None
-            risks, factors = self._predict_network(sequence, static, explain > 0)
-        effects = self._calibrated_effects(factors[1], factors[2]) if factors is not None else None
-        if self.calibration is not None:
-            risks = self.calibration.apply(risks)
+        risks, factors = self.scores(tabular, sequence, explain > 0)
         out = keys.select("subject_id", "prediction_time")
         out = out.with_columns(pl.Series(c, risks[c], dtype=pl.Float64) for c in self.output_columns)
-        if factors is not None and effects is not None:
+        if factors is not None:
             from ehr_risk.explanations import top_factors
 
-            names, values = top_factors(factors[0], effects, explain)
+            names, values = top_factors(factors[0], factors[2], explain)
             out = out.with_columns(
                 pl.Series(FACTORS, names, dtype=pl.List(pl.String)),
                 pl.Series(FACTOR_EFFECTS, values, dtype=pl.List(pl.Float64)),
             )
         return out
+
+    def scores(
+        self, tabular: pl.DataFrame | None, sequence: pl.DataFrame | None, explain: bool = False
+    ) -> tuple[dict[str, np.ndarray], Factors | None]:
+        """(calibrated risk per output column, and with `explain` (factor names, calibrated explained
+        risk, effects on it)) from row-aligned feature tables."""
+        factors: Factors | None = None  # names, risk, effects: before calibration
+        if self.members:
+            risks, factors = self._predict_ensemble(tabular, sequence, explain)
+        elif self.model_kind in CLASSICAL_KINDS:
+            assert self.classifiers is not None and tabular is not None
+            X = self.tabular_matrix(tabular)
+            risks = self.classifiers.predict_risk(X)
+            if explain:
+                factors = self._explain_classical(X, risks[self.explained_column])
+        else:
+            assert sequence is not None
+            static = self.tabular_matrix(tabular) if self._needs_tabular and tabular is not None else None
+            risks, factors = self._predict_network(sequence, static, explain)
+        effects = self._calibrated_effects(factors[1], factors[2]) if factors is not None else None
+        if self.calibration is not None:
+            risks = self.calibration.apply(risks)
+        if factors is None or effects is None:
+            return risks, None
+        return risks, (factors[0], risks[self.explained_column], effects)
+
+    def _predict_ensemble(
+        self, tabular: pl.DataFrame | None, sequence: pl.DataFrame | None, explain: bool
+    ) -> tuple[dict[str, np.ndarray], Factors | None]:
+        from ehr_risk.models.ensemble import combined_effects, mean_logit
+
+        parts = []
+        for member in self.members:
+            if explain and member.explained_column != self.explained_column:
+                raise InputDataError(f"ensemble member {member.model_kind} explains another risk column")
+            tab = tabular if member._needs_tabular else None
+            parts.append(member.scores(tab, sequence if member._needs_sequence else None, explain))
+        risks = mean_logit([risk for risk, _ in parts], self.output_columns)
+        if not explain:
+            return risks, None
+        names, risk, effects = combined_effects([f for _, f in parts if f is not None])
+        return risks, (names, risk, effects)
 
     @property
     def explained_column(self) -> str:

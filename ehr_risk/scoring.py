@@ -199,7 +199,7 @@ def torch_threads(predictor: Any, threads: int | None) -> Iterator[None]:
     a second thread that gets preempted stalls every step, so 2 threads measured 10x slower than 1 on a
     busy 2-core machine (and barely faster on an idle one). None keeps torch's own setting.
     """
-    if threads is None or getattr(predictor, "network_config", None) is None:
+    if threads is None or not predictor.uses_torch:
         yield
         return
     import torch
@@ -263,8 +263,7 @@ def score(
     final = partition_dir(out, as_of, model.version)
     shards = event_shards(events_dir)
     lock = out / f".lock-{model.name}-{model.version}-{as_of.isoformat()}"
-    if getattr(predictor, "network_config", None) is not None:
-        predictor.network()  # built once here, not by two workers at the same time
+    predictor.prepare()  # networks built once here, not by two workers at the same time
     with (
         exclusive_lock(lock),
         atomic_directory(final) as tmp,

@@ -16,6 +16,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from ehr_risk.models.calibration import Recalibration, fit_column
 from ehr_risk.models.classical import BinaryTarget, ClassicalSettings, HorizonClassifiers, fit_binary
 from ehr_risk.models.targets import binary_label, ipcw_weights
 from ehr_risk.models.training_data import KEYS, TrainingData, fingerprint, load_training_data, schema_versions
-from ehr_risk.predictor import CLASSICAL_KINDS, Predictor, risk_column
+from ehr_risk.predictor import CLASSICAL_KINDS, ENSEMBLE, SEQUENCE_KINDS, Predictor, risk_column
 from ehr_risk.train_config import TrainConfig
 
 Message = Callable[[str], None]
@@ -47,13 +48,17 @@ class TrainResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _feature_names(data: TrainingData) -> list[str]:
+def _feature_names(data: TrainingData, exclude: list[str]) -> list[str]:
+    """The tabular columns the model uses: all of them but those matching an `exclude` pattern."""
     assert data.tabular is not None
     names = [c for c in data.tabular.columns if c not in KEYS]
     fitted = getattr(data.featurizers.get("tabular"), "feature_names_", None)
     if fitted is not None and list(fitted) != names:
         raise InputDataError("features/tabular.parquet: columns differ from the fitted tabular featurizer's")
-    return names
+    for pattern in exclude:  # a pattern that matches nothing is a typo, not a choice
+        if not any(fnmatchcase(name, pattern) for name in names):
+            raise ConfigError(f"exclude_features: {pattern!r} matches no tabular feature")
+    return [n for n in names if not any(fnmatchcase(n, pattern) for pattern in exclude)]
 
 
 def fit_classical(
@@ -73,7 +78,9 @@ def fit_classical(
     )
     if "tabular" not in data.featurizers:
         raise InputDataError(f"{config.dataset}/featurizers: no fitted tabular featurizer")
-    names = _feature_names(data)
+    names = _feature_names(data, config.exclude_features)
+    if not names:
+        raise ConfigError("exclude_features: leaves no tabular feature for the model")
     predictor = Predictor(
         model_kind=config.model,
         tasks=list(config.tasks),
@@ -135,7 +142,7 @@ def fit_sequence(
     if bad:
         raise ConfigError(f"horizons: {bad} not whole years in 1..{net.n_intervals} (network.n_intervals)")
     use_static = net.use_static and data.tabular is not None and "tabular" in data.featurizers
-    names = _feature_names(data) if use_static else []
+    names = _feature_names(data, config.exclude_features) if use_static else []
     static = None
     if use_static:
         assert data.tabular is not None
@@ -226,6 +233,43 @@ def fit_sequence(
     return predictor, info
 
 
+def fit_ensemble(
+    config: TrainConfig, data: TrainingData, message: Message, logger: Any
+) -> tuple[Predictor, dict[str, Any]]:
+    """Each member fitted (and recalibrated) as if trained alone, on the same splits; the ensemble predicts
+    the task horizons that every member predicts (models/ensemble.py)."""
+    members: list[Predictor] = []
+    info: dict[str, Any] = {}
+    for kind in config.ensemble.members:
+        member_config = config.model_copy(update={"model": kind})
+        if kind in CLASSICAL_KINDS:
+            member, details = fit_classical(member_config, data, message)
+        else:
+            member, details = fit_sequence(member_config, data, message, logger)
+        if config.recalibration == "logistic":
+            member.calibration = recalibrate(member, data, evaluation_scores(member, data), message)
+            details["recalibration"] = member.calibration.summary()
+        members.append(member)
+        info[kind] = details
+    horizons = {
+        task: [h for h in members[0].horizons[task] if all(h in m.horizons[task] for m in members)]
+        for task in config.tasks
+    }
+    empty = [task for task, hs in horizons.items() if not hs]
+    if empty:
+        raise ConfigError(f"ensemble: the members share no output horizon for task(s) {', '.join(empty)}")
+    predictor = Predictor(
+        model_kind=ENSEMBLE,
+        tasks=list(config.tasks),
+        horizons=horizons,
+        primary_horizons={t: data.tasks[t].primary_horizon for t in config.tasks},
+        tabular=next((m.tabular for m in members if m.tabular is not None), None),
+        sequence=next((m.sequence for m in members if m.sequence is not None), None),
+        members=members,
+    )
+    return predictor, {"members": info}
+
+
 def _evaluated_rows(data: TrainingData) -> np.ndarray:
     return np.flatnonzero(np.isin(data.split, ["tuning", "held_out"]))
 
@@ -308,7 +352,8 @@ def split_metrics(
 def train(config: TrainConfig, message: Message | None = None) -> TrainResult:
     """Run the training job of `config` (see the module docstring)."""
     say: Message = message or (lambda _text: None)
-    sequence_model = config.model not in CLASSICAL_KINDS
+    kinds = config.ensemble.members if config.model == ENSEMBLE else [config.model]
+    sequence_model = any(kind in SEQUENCE_KINDS for kind in kinds)
     ds = Path(config.dataset)
     if not ds.is_dir():
         raise InputDataError(f"{ds}: dataset folder not found")
@@ -325,8 +370,12 @@ def train(config: TrainConfig, message: Message | None = None) -> TrainResult:
     run_id = registry.start_run(run_name, tags, config.experiment, config.tracking_uri)
     try:
         registry.log_params(run_id, config.model_dump(mode="json"), config.tracking_uri)
+        logger = None
         if sequence_model:
             logger = registry.lightning_logger(run_id, config.experiment, config.tracking_uri)
+        if config.model == ENSEMBLE:
+            predictor, details = fit_ensemble(config, data, say, logger)
+        elif sequence_model:
             predictor, details = fit_sequence(config, data, say, logger)
         else:
             predictor, details = fit_classical(config, data, say)
@@ -401,9 +450,14 @@ def _log_artifacts(
         "output_columns": predictor.output_columns,
         "tabular_features": predictor.feature_names,
     }
-    if predictor.network_config is not None:
-        spec["network"] = predictor.network_config
-        spec["max_len"] = predictor.max_len
+    for member in [predictor, *predictor.members]:
+        if member.network_config is not None:
+            spec["network"] = member.network_config
+            spec["max_len"] = member.max_len
+    if predictor.members:
+        spec["members"] = [
+            {"model_kind": m.model_kind, "tabular_features": len(m.feature_names)} for m in predictor.members
+        ]
     registry.log_dict(run_id, spec, "features/feature_spec.json", uri)
     registry.log_dict(run_id, json.loads(json.dumps(details, default=float)), "training/details.json", uri)
     for name in ("featurizers/vocab.json", "cohort_report.json"):

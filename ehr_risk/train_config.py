@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ehr_risk.errors import ConfigError
 
-ModelKind = Literal["lr", "gbm", "gru", "transformer"]
+ModelKind = Literal["lr", "gbm", "gru", "transformer", "ensemble"]
+MemberKind = Literal["lr", "gbm", "gru", "transformer"]
 
 
 class _Frozen(BaseModel):
@@ -62,6 +63,19 @@ class NetworkParams(_Frozen):
     )
 
 
+class EnsembleParams(_Frozen):
+    members: list[MemberKind] = Field(
+        default=["lr", "gbm", "gru"], min_length=2, description="models whose logits are averaged"
+    )
+
+    @field_validator("members")
+    @classmethod
+    def _distinct(cls, members: list[MemberKind]) -> list[MemberKind]:
+        if len(set(members)) != len(members):
+            raise ValueError("each member kind at most once")
+        return members
+
+
 class TrainConfig(_Frozen):
     dataset: Path = Field(
         description="dataset folder made by `ehr-risk dataset` (relative: to the working dir)"
@@ -84,9 +98,13 @@ class TrainConfig(_Frozen):
     recalibration: Literal["logistic", "none"] = Field(
         default="logistic", description="refit intercept and slope of logit risk on the tuning split"
     )
+    exclude_features: list[str] = Field(
+        default=[], description="tabular feature names to leave out (shell patterns, e.g. '*:slope_*')"
+    )
     lr: LRParams = Field(default_factory=LRParams)
     gbm: GBMParams = Field(default_factory=GBMParams)
     network: NetworkParams = Field(default_factory=NetworkParams)
+    ensemble: EnsembleParams = Field(default_factory=EnsembleParams)
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -214,10 +214,10 @@ def test_network_inference_threads_are_set_then_restored() -> None:
 
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2
-    with torch_threads(SimpleNamespace(network_config={"kind": "gru"}), target):
+    with torch_threads(SimpleNamespace(uses_torch=True), target):
         assert torch.get_num_threads() == target
     assert torch.get_num_threads() == before
-    with torch_threads(SimpleNamespace(network_config=None), target):  # no network: torch untouched
+    with torch_threads(SimpleNamespace(uses_torch=False), target):  # no network: torch untouched
         assert torch.get_num_threads() == before
 
 
