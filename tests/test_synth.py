@@ -3,7 +3,8 @@ with what happens and reacts to the history-only effects."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from ehr_risk.synth import codes as C
 from ehr_risk.synth.generate import Chunk, SynthOptions, simulate_chunk
 from ehr_risk.synth.hazards import Covariates, hazards
-from ehr_risk.synth.params import DEFAULT, OUTCOMES
+from ehr_risk.synth.params import DEFAULT, OUTCOMES, SynthParams
 from ehr_risk.synth.state import day_of, initial_population
 from ehr_risk.synth.truth import landmark_risk
 
@@ -71,8 +72,12 @@ def test_prevalence_at_sixty(chunk: Chunk) -> None:
     age = (d - s.birth_day) / 365.25
     m = (age >= 57) & (age < 65) & (s.death_day > d) & (s.enroll_day < d)
     assert m.sum() > 50
+    # documented ranges (README, "Synthetic data: the hazard model"), around US figures for ages 55-64
     assert 0.35 < np.mean(s.htn_day[m] < d) < 0.75  # diagnosed hypertension around 60
     assert 0.05 < np.mean(s.t2d_day[m] < d) < 0.30
+    assert 0.25 < np.mean(s.hld_day[m] < d) < 0.65  # diagnosed hyperlipidaemia
+    assert 0.01 < np.mean(s.ckd_day[m] < d) < 0.12  # CKD stage 3 or worse
+    assert 0.005 < np.mean(s.af_day[m] < d) < 0.06  # atrial fibrillation
 
 
 def test_outcome_incidence_is_in_documented_ranges(chunk: Chunk) -> None:
@@ -81,6 +86,20 @@ def test_outcome_incidence_is_in_documented_ranges(chunk: Chunk) -> None:
         t = _truth(chunk, outcome, 10)
         mid = (t["age"] >= 40) & (t["age"] < 80)
         assert lo < np.nanmean(t["risk"][mid]) < hi, outcome
+
+
+def test_incidence_rates_are_in_documented_ranges(chunk: Chunk) -> None:
+    """Realised first events per 1,000 person-years, ages 40-79, 2010-2019 (ranges in the README)."""
+    ranges = {"ascvd": (6, 20), "hf": (3, 12), "t2d": (4, 15), "ckd": (4, 15), "death_other": (8, 30)}
+    stop_day = day_of(2020)
+    for outcome, (lo, hi) in ranges.items():
+        t = _truth(chunk, outcome, 10)
+        mid = (t["age"] >= 40) & (t["age"] < 80)
+        event = t["event_day"][mid] < stop_day
+        stop = np.minimum(np.minimum(t["event_day"][mid], t["end_day"][mid]), stop_day)
+        person_years = (stop - t["landmark"][mid]).sum() / 365.25
+        assert event.sum() >= 25, outcome
+        assert lo < 1000 * event.sum() / person_years < hi, outcome
 
 
 def test_truth_is_consistent(chunk: Chunk) -> None:
@@ -149,6 +168,30 @@ def test_hazard_model_acts_like_the_published_equations() -> None:
     assert hr(family_history=one) == pytest.approx(np.exp(p.ascvd.family_history))
 
 
+def test_ascvd_hazard_follows_the_pooled_cohort_equations() -> None:
+    """On random profiles within the PCE's range, the log hazard ratio of the classic factors tracks the PCE's
+    own linear predictor (Goff et al. 2014, white equations) with slope near 1."""
+    from ehr_risk.scores.pce import PooledCohortEquations
+
+    rng, n = np.random.default_rng(0), 4000
+    for sex in ("male", "female"):
+        age, tc, hdl = rng.uniform(40, 79, n), rng.uniform(140, 300, n), rng.uniform(30, 80, n)
+        sbp, treated = rng.uniform(100, 180, n), rng.random(n) < 0.3
+        smoker, diabetes = rng.random(n) < 0.2, rng.random(n) < 0.15
+        male = np.full(n, sex == "male")
+        x = _covariates(n, age=age, male=male, tc=tc, hdl=hdl, sbp=sbp, bp_treated=treated, smoker=smoker,
+                        diabetes=diabetes)  # fmt: skip
+        ours = np.log(hazards(x, DEFAULT)["ascvd"])
+        pce, _, _ = PooledCohortEquations().linear_predictor(
+            {"age_years": age, "sex": np.full(n, sex), "race": np.full(n, "white"),
+             "total_cholesterol_mg_dl": tc, "hdl_mg_dl": hdl, "systolic_bp_mm_hg": sbp,
+             "on_bp_treatment": treated.astype(int), "current_smoker": smoker.astype(float),
+             "diabetes": diabetes.astype(float)}
+        )  # fmt: skip
+        assert np.corrcoef(ours, pce)[0, 1] > 0.95, sex
+        assert 0.75 < np.polyfit(pce, ours, 1)[0] < 1.25, sex
+
+
 def test_truth_reacts_to_hidden_history() -> None:
     """The oracle knows the hidden processes; records show them only over time."""
     p = replace(DEFAULT)
@@ -171,6 +214,27 @@ def test_truth_reacts_to_hidden_history() -> None:
     assert mean_risk(u_bpv=np.float64(1.5)) > 1.3 * mean_risk(u_bpv=np.float64(-1.5))
 
 
+def test_statin_refill_gaps_raise_the_true_risk_of_non_adherent_users_only() -> None:
+    rng = np.random.default_rng(4)
+    s = initial_population(400, rng, DEFAULT)
+    s.birth_day[:] = day_of(1950)
+    s.enroll_day[:] = day_of(2000)
+    s.started[:] = True
+    s.statin[:] = 1
+    s.statin_day[:] = day_of(2003)
+    no_gap_effect = replace(DEFAULT, ascvd=replace(DEFAULT.ascvd, statin_gap=0.0))
+
+    def mean_risk(miss_q: float, p: SynthParams) -> float:
+        t = s.copy()
+        t.miss_q[:] = miss_q
+        t.miss_y1[:] = t.miss_y2[:] = round(4 * miss_q)  # quarters missed in each of the last two years
+        lr = landmark_risk(t, 2010, (5,), 3, np.random.default_rng(5), p)
+        return float(lr.risk["ascvd"][:, 0].mean())
+
+    assert mean_risk(0.0, DEFAULT) == pytest.approx(mean_risk(0.0, no_gap_effect))  # no gaps, no effect
+    assert mean_risk(0.5, DEFAULT) > 1.3 * mean_risk(0.5, no_gap_effect)
+
+
 def test_emergency_clusters_in_records_mark_higher_true_risk(chunk: Chunk) -> None:
     enc = chunk.tables["enc"]
     ed = (enc["kind"] == C.EMERGENCY) & (enc["day"] >= day_of(2008, 7)) & (enc["day"] < day_of(2010))
@@ -191,3 +255,11 @@ def test_family_history_is_coded_for_most_who_have_it_and_never_for_others(chunk
     share = len(np.intersect1d(coded, carriers)) / len(carriers)
     assert abs(share - DEFAULT.care.family_history_recorded) < 0.1
     assert abs(s.family_history.mean() - DEFAULT.population.p_family_history) < 0.04
+
+
+def test_readme_documents_every_hazard_parameter() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Synthetic data: the hazard model", 1)[1].split("\n## ", 1)[0]
+    blocks = (DEFAULT.ascvd, DEFAULT.hf, DEFAULT.t2d, DEFAULT.ckd, DEFAULT.death, DEFAULT.latent)
+    missing = [f"{type(b).__name__}.{f.name}" for b in blocks for f in fields(b) if f.name not in section]
+    assert not missing

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
@@ -119,7 +118,7 @@ def test_refuses_to_mix_with_earlier_output(ndjson: Path) -> None:
 
 
 def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
-    for fmt, gz in (("ndjson", True), ("synthea-csv", False)):
+    for fmt, gz in (("ndjson", True), ("synthea-csv", False), ("bundle", False)):
         outs = []
         for run in ("a", "b"):
             out = tmp_path / f"{fmt}-{run}"
@@ -142,6 +141,15 @@ def test_ndjson_ingests_with_zero_rejects(ndjson: Path, tmp_path: Path) -> None:
     assert set(truth["source_id"].to_pylist()) <= set(id_map["source_id"].to_pylist())  # joins to events
 
 
+@pytest.mark.parametrize(("fmt", "gz"), [("bundle", False), ("ndjson", True), ("synthea-csv", True)])
+def test_every_format_ingests_with_zero_rejects(tmp_path: Path, fmt: str, gz: bool) -> None:
+    counts = generate(SynthOptions(patients=10, seed=7, replicates=1, format=fmt, gzip=gz), tmp_path / "s")
+    records = tmp_path / "s" / ("csv" if fmt == "synthea-csv" else "fhir")
+    totals = ingest([records], tmp_path / "events", IngestOptions()).totals()
+    assert totals["rejected"] == 0 and totals["skipped"] == 0
+    assert totals["read"] == sum(v for k, v in counts.items() if k != "truth_rows")  # every resource/row
+
+
 def test_synthea_csv_ingests_with_zero_rejects(tmp_path: Path) -> None:
     counts = generate(SynthOptions(patients=15, seed=4, replicates=1, format="synthea-csv"), tmp_path / "s")
     header = (tmp_path / "s" / "csv" / "observations.csv").read_text().splitlines()[0]
@@ -159,10 +167,29 @@ def test_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     main()
     assert "6 patients written" in capsys.readouterr().out
     assert (out / "fhir" / "Patient.ndjson").exists() and (out / "truth" / "risk.parquet").exists()
-    by_code: dict[int, int] = defaultdict(int)
-    for argv in (["--format", "xml"], ["--landmarks", "2010-06-01"]):
-        monkeypatch.setattr(sys, "argv", ["ehr-risk", "synth", "-n", "2", "--out", str(out), *argv])
+    csv_out = tmp_path / "cli_csv"
+    argv = ["-n", "5", "--out", str(csv_out), "--format", "synthea-csv", "--replicates", "1", "-q",
+            "--landmarks", "2008-01-01,2012-01-01", "--horizons", "3,7"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", ["ehr-risk", "synth", *argv])
+    main()
+    assert (csv_out / "csv" / "patients.csv").read_text().count("\n") == 6  # header + 5 patients
+    truth = read_table(csv_out / "truth" / "risk.parquet", "synth_truth")
+    assert {d.date() for d in truth["landmark"].to_pylist()} == {date(2008, 1, 1), date(2012, 1, 1)}
+    assert set(truth["horizon_years"].to_pylist()) == {3, 7}
+    capsys.readouterr()
+    bad = {  # option → the one-line message names what is wrong
+        ("--format", "xml"): "--format must be one of",
+        ("--landmarks", "2010-06-01"): "landmark 2010-06-01: must be a 1 January",
+        ("--horizons", "5,x"): "--horizons",
+        ("--end-date", "1990-01-01"): "--end-date must be after",
+        ("--horizons", "200"): "--horizons: each must be 1 to 50",
+        ("--landmarks", ""): "--landmarks: give at least one",
+    }
+    for (option, value), message in bad.items():
+        argv = ["ehr-risk", "synth", "-n", "2", "--out", str(tmp_path / "never"), option, value]
+        monkeypatch.setattr(sys, "argv", argv)
         with pytest.raises(SystemExit) as exc:
             main()
-        by_code[int(exc.value.code or 0)] += 1
-    assert by_code == {2: 2}
+        assert exc.value.code == 2, option
+        assert message in capsys.readouterr().err, option
+    assert not (tmp_path / "never").exists()  # nothing is written when the options are wrong

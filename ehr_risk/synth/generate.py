@@ -25,6 +25,7 @@ from ehr_risk.synth.state import NEVER, State, day_of, initial_population
 from ehr_risk.synth.truth import LandmarkRisk, landmark_risk
 
 FORMATS = ("ndjson", "bundle", "synthea-csv")
+MAX_HORIZON = 50  # years of simulated future per landmark (the truth table stores horizons as int8)
 Array = np.ndarray
 
 
@@ -47,15 +48,19 @@ class SynthOptions:
         if self.format not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
         start = self.params.population.records_start_year
+        if self.end_date.year <= start:
+            raise ConfigError(f"--end-date must be after {start}")
         for lm in self.landmarks:
             if (lm.month, lm.day) != (1, 1) or not start < lm.year <= self.end_date.year:
                 raise ConfigError(
                     f"landmark {lm.isoformat()}: must be a 1 January after {start} and before the end date"
                 )
-        if not self.horizons or min(self.horizons) < 1 or self.replicates < 1:
-            raise ConfigError("horizons must be ≥ 1 year and replicates ≥ 1")
-        if self.end_date.year <= start:
-            raise ConfigError(f"--end-date must be after {start}")
+        if not self.landmarks:
+            raise ConfigError("--landmarks: give at least one landmark date")
+        if not self.horizons or min(self.horizons) < 1 or max(self.horizons) > MAX_HORIZON:
+            raise ConfigError(f"--horizons: each must be 1 to {MAX_HORIZON} years")
+        if self.replicates < 1 or self.chunk_size < 1:
+            raise ConfigError("--replicates and --chunk-size must be at least 1")
 
 
 @dataclass

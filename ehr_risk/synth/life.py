@@ -46,6 +46,7 @@ class Year:
     events: dict[str, Array]  # outcome → day it happened this year (NEVER if not)
     ascvd_stroke: Array
     ascvd_fatal: Array
+    clopidogrel_before: Array  # on clopidogrel before this year's events (an MI may start it mid-year)
 
 
 def risk_factors(
@@ -79,7 +80,10 @@ def risk_factors(
         + s.e_tc
     )
     hdl = np.clip(
-        np.where(male, r.hdl_male, r.hdl_female) + r.hdl_bmi * (bmi - 27.0) + r.hdl_sd * s.u_hdl + s.e_hdl,
+        np.where(male, r.hdl_male, r.hdl_female)
+        + r.hdl_bmi * (bmi - 27.0)
+        + r.hdl_sd * (np.sqrt(1.0 - r.hdl_tg_corr**2) * s.u_hdl - r.hdl_tg_corr * s.u_tg)
+        + s.e_hdl,
         20,
         110,
     )
@@ -241,6 +245,7 @@ def advance(s: State, year: int, rng: np.random.Generator, p: SynthParams, repli
         events=events,
         ascvd_stroke=stroke,
         ascvd_fatal=fatal & (events["ascvd"] < NEVER) & (not replicate),
+        clopidogrel_before=s.clopidogrel.copy(),
     )
     _apply_events(s, year_out, rng, p)
     s.unstable_left = np.maximum(s.unstable_left - active, 0).astype(np.int8)

@@ -2,7 +2,8 @@
 
 Hazards are annual rates; a log-hazard is `log(base) + Σ β·x` with the covariates centred at the
 reference profile noted next to each block. Risk-factor means are functions of age (years) and sex.
-The README section "Synthetic data: the hazard model" documents the same numbers as equations.
+The README section "Synthetic data: the hazard model" writes the same model as equations in these names (a
+test keeps it complete); the numbers live only here.
 """
 
 from __future__ import annotations
@@ -173,6 +174,10 @@ class RiskFactorParams:
     hdl_bmi: float = -0.6
     hdl_sd: float = 10.0
     hdl_noise: float = 4.0
+    # low HDL goes with high triglycerides beyond their shared BMI effect (atherogenic dyslipidaemia): this
+    # person-level correlation brings the population's HDL–log TG correlation to about −0.35 (−0.3 to −0.5
+    # in population studies, e.g. NHANES), from −0.09 through BMI alone
+    hdl_tg_corr: float = 0.50
     tg_log_mean: float = 4.65  # ≈ 105 mg/dL
     tg_bmi: float = 0.025
     tg_sd: float = 0.35
@@ -182,6 +187,10 @@ class RiskFactorParams:
     hba1c_bmi: float = 0.035
     hba1c_sd: float = 0.28
     hba1c_noise: float = 0.12
+    # a fasting glucose reading around the HbA1c-implied mean (ADAG: 28.7·A1c − 46.7 mg/dL, minus ~10 for
+    # fasting): day-to-day CV of fasting glucose ≈ 10-15 %, plus the glycation gap between people, so
+    # glucose correlates with HbA1c at ≈ 0.8 as in NHANES
+    glucose_cv: float = 0.18
     t2d_jump: tuple[float, float] = (1.0, 0.8)  # HbA1c rise at onset: constant + exponential mean
     metformin_effect: float = 0.8
     egfr_at_25: float = 116.0

@@ -76,7 +76,8 @@ def record_year(
     a1c = np.round(v["hba1c"][vp[i]] + 0.1 * rng.standard_normal(len(i)), 1)
     rec.add("obs", enc=venc[i], kind=C.HBA1C, value=a1c, value2=np.nan, lag=rng.integers(0, 3, len(i)))
     i = labs["glu"][keep[labs["glu"]]]
-    glu = np.round(np.maximum(v["glucose"][vp[i]] * (1 + 0.08 * rng.standard_normal(len(i))), 50))
+    glu = v["glucose"][vp[i]] * (1 + p.risk.glucose_cv * rng.standard_normal(len(i)))
+    glu = np.round(np.maximum(glu, 50))
     rec.add("obs", enc=venc[i], kind=C.GLUCOSE, value=glu, value2=np.nan, lag=rng.integers(0, 2, len(i)))
     i = labs["renal"][keep[labs["renal"]]]
     scr = creatinine_from_egfr(v["egfr"][vp[i]], age[i], male[i]) * (1 + 0.05 * rng.standard_normal(len(i)))
@@ -152,10 +153,13 @@ def _medications(
     y0, ylen, n = y.y0, y.ylen, s.n
     live_from, live_to = np.maximum(s.enroll_day, y0), s.death_day
 
-    def refill(who: Array, drug: int, day: Array) -> None:
+    def refill(who: Array, drug: int, day: Array, held: Array | None = None) -> None:
         ok = (day >= live_from[who]) & (day <= live_to[who])
         who, day = who[ok], day[ok]
-        rec.add("med", pat=who, drug=drug, day=day, sec=rng.integers(9 * HOUR, 19 * HOUR, len(who)), enc=-1)
+        sec = rng.integers(9 * HOUR, 19 * HOUR, len(who))
+        if held is not None:  # applied after the draws, so the random stream does not depend on it
+            who, day, sec = who[held[who]], day[held[who]], sec[held[who]]
+        rec.add("med", pat=who, drug=drug, day=day, sec=sec, enc=-1)
 
     started_bp = np.zeros(n, np.int8)
     for idx, drug in new_drug:
@@ -169,13 +173,15 @@ def _medications(
     for j, bp_drug in enumerate((C.LISINOPRIL, C.AMLODIPINE, C.HCTZ)):
         who = np.flatnonzero(bp0 > j)
         refill(who, bp_drug, y0 + rng.integers(0, 60, len(who)))
-    for flag, chronic_drug in (
-        (s.metformin & (s.t2d_day < y0), C.METFORMIN),
-        (s.clopidogrel & (s.first_ascvd_day < y0), C.CLOPIDOGREL),
-        (s.warfarin & (s.af_day < y0), C.WARFARIN),
+    # the year's refill comes early in the year: only for a drug held before this year's events (an MI this
+    # year may start clopidogrel in someone whose first ASCVD event was an earlier stroke)
+    for flag, chronic_drug, held in (
+        (s.metformin & (s.t2d_day < y0), C.METFORMIN, None),
+        (s.clopidogrel & (s.first_ascvd_day < y0), C.CLOPIDOGREL, y.clopidogrel_before),
+        (s.warfarin & (s.af_day < y0), C.WARFARIN, None),
     ):
         who = np.flatnonzero(flag & y.active)
-        refill(who, chronic_drug, y0 + rng.integers(0, 60, len(who)))
+        refill(who, chronic_drug, y0 + rng.integers(0, 60, len(who)), held)
     on = y.active & (s.statin > 0) & (s.statin_day < y0)
     for q in range(4):
         who = np.flatnonzero(on & ~y.statin_missed[:, q])
