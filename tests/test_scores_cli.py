@@ -89,6 +89,10 @@ def test_clip_policy_flags_rows(monkeypatch: pytest.MonkeyPatch, input_csv: Path
         ("\n".join([HEADER, ROWS[0]]), ("pce", "--horizon", "30"), "pce is a 10-year score"),
         ("\n".join([HEADER, ROWS[0]]), ("prevent", "--outcome", "stroke"), "--outcome must be one of"),
         ("\n".join([HEADER, ROWS[0]]), ("qrisk",), "unknown risk score"),
+        ("\n".join([HEADER, ROWS[0] + ",high,extra"]), ("pce",), "line 2 has 15 fields, the header has 13"),
+        ("\n".join([HEADER, ROWS[0], "", "55,male,white,213"]), ("pce",), "line 4 has 4 fields, the header"),
+        ("age_years," + HEADER + "\n1," + ROWS[0], ("pce",), "age_years appear more than once"),
+        ("\ufeff" + HEADER + "\n" + ROWS[0], ("pce", "--horizon", "30"), "pce is a 10-year score"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_with_one_line(
@@ -104,6 +108,43 @@ def test_bad_input_exits_2_with_one_line(
     assert message in err
     assert "high" not in err  # never echo the offending value
     assert not out.exists()
+
+
+def test_not_a_text_file_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "in.csv.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary")
+    code = run(monkeypatch, "risk-score", "pce", "--input", str(path), "--out", str(tmp_path / "o.csv"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "not UTF-8 text" in err
+
+
+def test_unusable_paths_exit_2_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, input_csv: Path, tmp_path: Path, capsys
+) -> None:
+    code = run(monkeypatch, "risk-score", "pce", "--input", str(tmp_path), "--out", str(tmp_path / "o.csv"))
+    assert code == 2 and "is a directory" in capsys.readouterr().err
+    out_dir = tmp_path / "taken"
+    out_dir.mkdir()
+    code = run(monkeypatch, "risk-score", "pce", "--input", str(input_csv), "--out", str(out_dir))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cannot write the output" in err
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("prevent", "--horizon", "abc"), "Invalid value for '--horizon'"),
+        (("pce", "--out", "x.csv"), "Missing option '--input'"),
+    ],
+)
+def test_usage_errors_exit_2_without_traceback(
+    monkeypatch: pytest.MonkeyPatch, input_csv: Path, capsys, args: tuple[str, ...], message: str
+) -> None:
+    extra = () if "--out" in args else ("--input", str(input_csv), "--out", str(input_csv.with_name("o.csv")))
+    code = run(monkeypatch, "risk-score", *args, *extra)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_missing_input_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:

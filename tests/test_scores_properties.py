@@ -3,8 +3,10 @@
 Monotonicity is asserted on the sub-domains where the published coefficients imply it. It is not global:
 the equations carry negative age interactions (PCE white women: ln age × ln TC and ln age × smoking;
 PREVENT: age × non-HDL, × SBP, × diabetes, × eGFR) and PREVENT's SBP spline below 110 mmHg has a negative
-slope, so e.g. PCE risk for a 40-year-old white woman smoker with TC 320 / HDL 20 falls with age. Those
-cases are the published models' behaviour, not bugs, and are excluded from the strategies below.
+slope, so e.g. PCE risk for a 40-year-old white woman smoker with TC 320 / HDL 20 falls with age, and
+PREVENT risk (30-year models most, through their negative age² term) falls with age for diabetic smokers
+with a high SBP. Those cases are the published models' behaviour, not bugs, and are excluded from the
+strategies below (PCE: non-smokers with TC 200 / HDL 55; PREVENT: people without diabetes).
 """
 
 from __future__ import annotations
@@ -59,13 +61,14 @@ def test_risk_is_a_probability(profile: dict[str, object], name: str) -> None:
 
 
 @FAST
-@given(profile=profiles(), name=st.sampled_from(["pce", "framingham", "framingham_bmi", "prevent_hf_10y"]))
+@given(profile=profiles(), name=st.sampled_from(FIXED_SCORES))
 def test_risk_rises_with_age(profile: dict[str, object], name: str) -> None:
     if name == "pce":  # see module docstring: keep PCE women's age interactions in their positive region
         profile = {**profile, "current_smoker": 0, "total_cholesterol_mg_dl": 200.0, "hdl_mg_dl": 55.0}
-    younger = {**profile, "age_years": 45.0}
-    older = {**profile, "age_years": 65.0}
-    risk = _risk(name, [younger, older])
+    if name.startswith("prevent"):  # PREVENT's age × diabetes interaction: see the module docstring
+        profile = {**profile, "diabetes": 0}
+    ages = (35.0, 55.0) if name.endswith("_30y") else (45.0, 65.0)  # 30-year models: ages 30-59
+    risk = _risk(name, [{**profile, "age_years": ages[0]}, {**profile, "age_years": ages[1]}])
     assert risk[1] > risk[0]
 
 
@@ -94,6 +97,18 @@ def test_pce_age_interaction_is_not_monotone_for_high_risk_white_women() -> None
                 on_bp_treatment=0, current_smoker=1, diabetes=0)  # fmt: skip
     risk = _risk("pce", [{**base, "age_years": 40}, {**base, "age_years": 45}])
     assert risk[1] < risk[0]
+
+
+def test_prevent_30_year_risk_can_fall_with_age_for_diabetic_smokers() -> None:
+    """Documents the published PREVENT behaviour excluded above: with diabetes, smoking and a high SBP the
+    negative age interactions (× diabetes, × smoker, × SBP) and the negative age² term of the 30-year
+    model outweigh the age effect, so 30-year total-CVD risk is lower at 55 than at 45."""
+    row = dict(sex="male", systolic_bp_mm_hg=180, on_bp_treatment=0, total_cholesterol_mg_dl=200,
+               hdl_mg_dl=45, on_statin=0, diabetes=1, current_smoker=1, egfr_ml_min_1_73m2=90)  # fmt: skip
+    risk = _risk("prevent_cvd_30y", [{**row, "age_years": 45}, {**row, "age_years": 55}])
+    assert risk[1] < risk[0]
+    without_diabetes = _risk("prevent_cvd_30y", [{**row, "age_years": a, "diabetes": 0} for a in (45, 55)])
+    assert without_diabetes[1] > without_diabetes[0]
 
 
 def test_missing_and_out_of_range_give_reasons_not_numbers() -> None:

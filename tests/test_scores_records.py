@@ -200,3 +200,52 @@ def test_scores_from_events_end_to_end() -> None:
     assert {"missing race", "missing total_cholesterol_mg_dl", "missing current_smoker"} <= set(
         reason.split("; ")
     )
+
+
+def test_scores_from_events_use_medication_hba1c_and_smoking_status() -> None:
+    """BP treatment from a medication code, diabetes from HbA1c >= 6.5 % and current smoking from the
+    LOINC 72166-2 observation reach the equations: the risk equals the equation on those flags."""
+    from ehr_risk.scores import scores_from_events
+
+    d = datetime
+    lab_time, t = d(2019, 6, 1), d(2020, 3, 1)
+    base = [
+        (d(1965, 3, 1), "MEDS_BIRTH", None, None, None),
+        (None, "GENDER/male", None, None, None),
+        (None, "RACE/2106-3", None, None, None),
+        (lab_time, "LOINC/2093-3", 213.0, None, "mg/dL"),
+        (lab_time, "LOINC/2085-9", 50.0, None, "mg/dL"),
+        (lab_time, "LOINC/8480-6", 140.0, None, "mm[Hg]"),
+        (lab_time, "LOINC/39156-5", 27.0, None, "kg/m2"),
+        (lab_time, "LOINC/33914-3", 85.0, None, "mL/min/{1.73_m2}"),
+    ]
+    exposures = [
+        (d(2019, 9, 1), "RxNorm/314076", None, None, None),  # lisinopril 10 mg, within the 1-year window
+        (lab_time, "LOINC/4548-4", 7.0, None, "%"),  # HbA1c >= 6.5 %: diabetes
+        (lab_time, "LOINC/72166-2", None, "SNOMED/449868002", None),  # smokes tobacco daily
+    ]
+    rows = [(1, *r) for r in base] + [(2, *r) for r in base + exposures]
+    events = pl.DataFrame(
+        rows,
+        schema={"subject_id": pl.Int64, "time": pl.Datetime("us"), "code": pl.String,
+                "numeric_value": pl.Float32, "text_value": pl.String, "unit": pl.String},
+        orient="row",
+    )  # fmt: skip
+    times = pl.DataFrame({"subject_id": [1, 2], "prediction_time": [t, t]})
+    times = times.with_columns(pl.col("prediction_time").cast(pl.Datetime("us")))
+    scores = scores_from_events(events, times, names=["pce", "framingham", "prevent_cvd_10y"])
+
+    # Subject 1 has no smoking status: every score that needs it says so instead of assuming a non-smoker.
+    assert all("missing current_smoker" in str(scores.loc[0, f"{n}_reason"]) for n in ("pce", "framingham"))
+    assert np.isnan(scores["pce_risk"].to_numpy(dtype=float)[0])
+    # Subject 2: treated, diabetic, current smoker; the score equals the equation on exactly those inputs.
+    assert scores.loc[1, "pce_reason"] == "" and scores.loc[1, "framingham_reason"] == ""
+    expected = dict(age_years=(t - d(1965, 3, 1)).days / 365.25, sex="male", race="white",
+                    total_cholesterol_mg_dl=213.0, hdl_mg_dl=50.0, systolic_bp_mm_hg=140.0,
+                    on_bp_treatment=1, current_smoker=1, diabetes=1, on_statin=0,
+                    egfr_ml_min_1_73m2=85.0, bmi_kg_m2=27.0)  # fmt: skip
+    for name in ("pce", "framingham", "prevent_cvd_10y"):
+        direct = make_score(name).predict_risk(pd.DataFrame([expected])).risk[0]
+        assert scores.loc[1, f"{name}_risk"] == pytest.approx(direct, rel=1e-4), name
+        untreated = make_score(name).predict_risk(pd.DataFrame([{**expected, "on_bp_treatment": 0}])).risk[0]
+        assert direct > untreated, name  # the flag matters: treated SBP carries more risk

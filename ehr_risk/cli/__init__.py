@@ -52,8 +52,15 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         import click
+        from typer.exceptions import TyperException
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        # Usage errors (missing option, bad option value, unknown command). typer >= 0.2x raises the
+        # exceptions of its vendored click, which are not subclasses of click's own.
+        if isinstance(exc, click.ClickException | TyperException):
+            show = getattr(exc, "show", None)
+            if callable(show):
+                show()
+            else:
+                print(f"ehr-risk: error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise

@@ -5,7 +5,8 @@ Cardiovascular Risk Profile for Use in Primary Care: The Framingham Heart Study.
 2008;117:743–753: the regression coefficients of the laboratory model (ln age, ln total cholesterol,
 ln HDL, ln SBP treated / untreated, smoking, diabetes) and of the non-laboratory (office) model that
 replaces the lipids by ln BMI, with the baseline 10-year survival S0(10) and mean Σβx per sex. The
-Framingham Heart Study publishes the same values on its "Cardiovascular Disease (10-year risk)" page.
+Framingham Heart Study publishes the laboratory model's values on its "Cardiovascular Disease (10-year
+risk)" page; the office model's values agree with the independent CVrisk transcription.
 
 risk = 1 − S0(10) ^ exp(Σ β·x − mean). Outcome: CVD (coronary death, MI, coronary insufficiency, angina,
 ischaemic and haemorrhagic stroke, TIA, peripheral artery disease, heart failure) within 10 years.

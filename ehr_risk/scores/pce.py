@@ -3,8 +3,10 @@
 Source: Goff DC Jr, Lloyd-Jones DM, et al. 2013 ACC/AHA Guideline on the Assessment of Cardiovascular
 Risk. Circulation 2014;129(25 Suppl 2):S49–S73, Table A ("Equation Parameters of the Pooled Cohort
 Equations for Estimation of 10-Year Risk of Hard ASCVD and Specific Examples"). Every coefficient,
-baseline survival S10 and mean "coefficient × value" sum below is copied from that table; the same
-numbers appear in the Framingham/CVrisk reference implementations we cross-checked against.
+baseline survival S10 and mean "coefficient × value" sum below is copied from that table, at its printed
+precision. Some calculators (Cerner's ASCVD SMART app, the PooledCohort R package) use constants with one
+more digit (e.g. white men S10 0.91436, mean 61.1816); their printed risks differ from ours by up to
+0.2 percentage points (docs/scores.md).
 
 risk = 1 − S10 ^ exp(Σ coef·x − mean), with x built from ln(age), ln(TC), ln(HDL), ln(SBP) (treated or
 untreated), smoking and diabetes. Sex- and race-specific; the guideline says to use the white equations

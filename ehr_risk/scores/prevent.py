@@ -4,9 +4,10 @@ Source: Khan SS, Matsushita K, Sang Y, et al. Development and Validation of the 
 Association's PREVENT Equations. Circulation 2024;149(6):430–449 (doi 10.1161/CIRCULATIONAHA.123.067626),
 Supplemental Material: base-model coefficients, 10- and 30-year, by sex and outcome. We took the values
 as transcribed term by term in the independent Stata implementation by A. Linden (SSC `prevent`,
-prevent10i.ado / prevent30i.ado, 2024) and checked all six equations for women against the worked
-example published with the `preventr` R package (M. Mayer, CRAN, README), which reproduces the AHA
-calculator to 3 decimals (tests/test_scores_published.py).
+prevent10i.ado / prevent30i.ado, 2024). Checks (tests/test_scores_published.py, sources in docs/scores.md):
+the supplement's worked example (Table S12; 50 years, SBP 160 treated, diabetes, both sexes) for all twelve
+equations, to the 4 (10-year) or 3 (30-year) decimals quoted by the PooledCohort and preventr R packages,
+and the 10-year total-CVD coefficients of both sexes against the CDC Kidney Disease Surveillance System page.
 
 The model is logistic: risk = 1 / (1 + exp(−logodds)), on centred and scaled predictors:
     age = (age − 55)/10 (30-year models also age²); non-HDL = (TC − HDL)·0.02586 − 3.5 (mmol/L);
@@ -17,8 +18,10 @@ The model is logistic: risk = 1 / (1 + exp(−logodds)), on centred and scaled p
 
 Valid ranges: age 30–79 (30-year estimates only for ages 30–59), total cholesterol 130–320 mg/dL, HDL
 20–100 mg/dL, SBP 90–200 mmHg, BMI 18.5–39.9 kg/m2, eGFR 15–140 mL/min/1.73 m2 — Khan et al. 2024 as
-read by `preventr` (which caps SBP at 180 by its own choice; we keep the paper's 200; some
-implementations accept eGFR up to 150, we keep the stricter 140). Only the inputs an outcome's
+read by `preventr`, whose documentation says the equations "technically permit up to 200 mmHg" and that
+it caps SBP at 180 by its own clinical choice; Linden's Stata module also uses 90–200. We keep 200 (the
+AHA online calculator's own bound could not be checked). Some implementations accept eGFR up to 150; we
+keep the stricter 140. Only the inputs an outcome's
 equation uses are required: the heart-failure equations use BMI and no lipids or statin; the CVD and
 ASCVD equations use lipids and statin and no BMI.
 """
