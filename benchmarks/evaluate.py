@@ -70,6 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     df = synthetic(args.rows)
     out = Path(tempfile.mkdtemp(prefix="ehr-risk-eval-bench-")) if args.report else None
+    load_start = os.getloadavg()[0]
     start, cpu_start = time.perf_counter(), time.process_time()
     res = evaluate(
         df,
@@ -97,6 +98,7 @@ def main() -> None:
                 "report": args.report,
                 "threads": args.jobs,
                 "cpu_count": os.cpu_count(),
+                "load_average_1m_start": round(load_start, 2),  # other jobs on a shared machine
                 "load_average_1m": round(os.getloadavg()[0], 2),
                 "seconds": round(seconds, 2),
                 "cpu_seconds": round(cpu_seconds, 2),  # all threads; wall time suffers on a shared machine

@@ -183,3 +183,36 @@ def test_calibration_plot_with_no_events_in_a_bin_renders() -> None:
     y[np.argsort(p)[:40]] = 0.0  # lowest decile without events
     png = calibration_plot({"m": y}, {"m": p}, {})
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_in_the_large_solves_its_score_equation() -> None:
+    """CITL is the a with Σ y = Σ expit(a + logit p): checked by an independent root finder."""
+    from scipy.optimize import brentq
+
+    y, p = _simulated(3000, 7, slope=1.0, shift=0.4)
+    o = np.log(p / (1 - p))
+    a = brentq(lambda a: float(np.sum(y - 1 / (1 + np.exp(-(a + o))))), -10, 10, xtol=1e-12)
+    assert point_metrics(y, p)["calibration_in_the_large"] == pytest.approx(a, abs=1e-8)
+    assert a == pytest.approx(0.4, abs=0.15)
+
+
+def _brute_loess(x: np.ndarray, y: np.ndarray, span: float = 0.75) -> np.ndarray:
+    """Local-linear fit with tricube weights over the nearest ceil(span·n) rows, one point at a time."""
+    k = int(np.ceil(span * x.size))
+    fit = np.empty(x.size)
+    for i in range(x.size):
+        d = np.abs(x - x[i])
+        h = np.sort(d)[k - 1] * (1 + 1e-9)
+        w = np.clip(1 - (d / h) ** 3, 0, 1) ** 3
+        slope, intercept = np.polyfit(x, y, 1, w=np.sqrt(w))
+        fit[i] = intercept + slope * x[i]
+    return fit
+
+
+def test_ici_matches_a_brute_force_loess() -> None:
+    """ICI = mean |p − s(p)|, s the loess (local linear, tricube, span 0.75) of y on p (Austin 2019)."""
+    y, p = _simulated(150, 8, slope=0.7, shift=0.3)  # distinct risks, fewer than the bins: exact
+    m = point_metrics(y, p)
+    expected = float(np.mean(np.abs(p - _brute_loess(p, y))))
+    assert m["ici"] == pytest.approx(expected, rel=1e-6)
+    assert m["ici"] > 0.01

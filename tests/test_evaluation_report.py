@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from matplotlib.image import imread
 
 from ehr_risk.errors import InputDataError
 from ehr_risk.evaluation import EvaluationResult, TimeToEvent, evaluate
@@ -126,6 +127,27 @@ def test_subgroups_and_suppression(result: EvaluationResult) -> None:
     assert young is not None and "pce" not in young["metrics"]  # PCE undefined below 40: no cell, no metric
 
 
+def test_subgroup_metrics_are_those_of_the_subgroup_rows(result: EvaluationResult) -> None:
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
+    df = predictions().filter(pl.col("label").is_not_null())
+    groups = {(g["variable"], g["level"]): g for g in result.metrics["subgroups"]}
+    for key, rows in (
+        (("sex", "male"), df.filter(pl.col("sex") == "male")),
+        (("age_band", "50-59"), df.filter((pl.col("age_years") >= 50) & (pl.col("age_years") < 60))),
+    ):
+        g = groups[key]
+        assert g["n_rows"] == str(rows.height) and g["n_events"] == str(int(rows["label"].sum()))
+        model, y, p = g["metrics"]["model_risk"], rows["label"], rows["model_risk"]
+        assert model["auroc"]["estimate"] == pytest.approx(roc_auc_score(y, p))
+        assert model["brier"]["estimate"] == pytest.approx(brier_score_loss(y, p))
+        assert model["auroc"]["ci_low"] < model["auroc"]["estimate"] < model["auroc"]["ci_high"]
+        with_pce = rows.filter(pl.col("pce").is_not_nan())
+        assert g["metrics"]["pce"]["auroc"]["estimate"] == pytest.approx(
+            roc_auc_score(with_pce["label"], with_pce["pce"])
+        )
+
+
 def test_time_to_event_metrics(result: EvaluationResult) -> None:
     tte = result.metrics["time_to_event"]
     assert tte["horizons_years"] == [5.0, 10.0]
@@ -148,6 +170,8 @@ def test_outputs_written_and_valid(result: EvaluationResult) -> None:
         assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
         width, height = struct.unpack(">II", data[16:24])
         assert width > 300 and height > 300
+        pixels = imread(png)  # decodes the whole image: a truncated or corrupt PNG raises
+        assert pixels.shape[:2] == (height, width) and pixels.std() > 0  # not a blank canvas
     doc = json.loads(files["metrics"].read_text())  # strict JSON: no NaN
     assert doc["schema"] == "ehr_risk.evaluation/1"
 
@@ -157,6 +181,7 @@ class _Sections(HTMLParser):
         super().__init__()
         self.ids: list[str] = []
         self.images: list[str] = []
+        self.external: list[str] = []
         self.tables = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -167,6 +192,10 @@ class _Sections(HTMLParser):
             self.images.append(str(a.get("src")))
         if tag == "table":
             self.tables += 1
+        if tag in ("script", "link", "iframe") or (
+            tag == "img" and not str(a.get("src")).startswith("data:")
+        ):
+            self.external.append(tag)
 
 
 def test_html_report_is_self_contained(result: EvaluationResult) -> None:
@@ -186,6 +215,16 @@ def test_html_report_is_self_contained(result: EvaluationResult) -> None:
     assert len(parser.images) == 5 and all(src.startswith("data:image/png;base64,") for src in parser.images)
     assert parser.tables >= 6
     assert "age outside 40-79" in text  # the reason rows lack the score is shown
+    # self-contained: nothing is fetched from elsewhere (no scripts, stylesheets or remote images)
+    assert parser.external == []
+    for heading in (
+        "ROC curve",
+        "Precision-recall curve",
+        "Calibration",
+        "Decision curve",
+        "Risk distribution",
+    ):
+        assert heading in text, heading
 
 
 def test_model_card_sections(result: EvaluationResult) -> None:
@@ -280,3 +319,33 @@ def test_time_to_event_auto_and_plain_context(tmp_path: Path) -> None:
 def test_bad_thresholds_rejected() -> None:
     with pytest.raises(InputDataError, match="thresholds"):
         evaluate(predictions(200, 9), thresholds=(0.1, 1.5), n_boot=0)
+
+
+def test_time_dependent_auc_uses_the_model_risk_at_each_horizon() -> None:
+    """With `horizon_risks`, td-AUC at 5 years ranks by the 5-year risk; the scores keep their own risk."""
+    from ehr_risk.evaluation.survival import td_auc
+    from ehr_risk.evaluation.table import _follow_up
+
+    rng = np.random.default_rng(10)
+    df = predictions(1500, 10)
+    df = df.with_columns(model_risk_5y=pl.Series(rng.uniform(0.01, 0.3, df.height)))  # a different ranking
+    res = evaluate(
+        df, n_boot=0, horizon_years=10, horizons=[5, 10], horizon_risks={5: "model_risk_5y"}, compare=["pce"]
+    )
+    tte = res.metrics["time_to_event"]
+    assert tte["model_td_auc_columns"] == {"5y": "model_risk_5y", "10y": "model_risk"}
+    years, event = _follow_up(df, TimeToEvent())
+    ok = np.isfinite(years)
+    for horizon, col in ((5.0, "model_risk_5y"), (10.0, "model_risk")):
+        risk = df[col].to_numpy()
+        expected = td_auc(years[ok], event[ok], risk[ok], horizon)
+        assert tte["scores"]["model_risk"][f"td_auc@{horizon:g}y"]["estimate"] == pytest.approx(expected)
+    pce = df["pce"].to_numpy()
+    keep = ok & ~np.isnan(pce)
+    assert tte["scores"]["pce"]["td_auc@5y"]["estimate"] == pytest.approx(
+        td_auc(years[keep], event[keep], pce[keep], 5.0)
+    )
+    with pytest.raises(InputDataError, match="not evaluated"):
+        evaluate(df, n_boot=0, horizons=[10], horizon_risks={5: "model_risk_5y"})
+    with pytest.raises(InputDataError, match="missing risk column"):
+        evaluate(df, n_boot=0, horizons=[5, 10], horizon_risks={5: "absent"})

@@ -1,8 +1,9 @@
 """`ehr-risk evaluate`: metrics with bootstrap intervals, comparison with clinical scores, subgroups, HTML
 report, plots, metrics.json and model card, from a predictions table.
 
-The command is two steps: get a predictions table (today from `--predictions`; scoring a registered model
-on a dataset plugs in as another source in `load_predictions`), then `ehr_risk.evaluation.evaluate`.
+The command is two steps: get a predictions table (a registered model scored on a dataset folder, through
+`ehr_risk.evaluation.model_source`, or a `--predictions` file), then `ehr_risk.evaluation.evaluate`. With
+`--model`, the report is logged to the model's MLflow run.
 """
 
 from __future__ import annotations
@@ -35,45 +36,6 @@ def load_predictions(predictions: Path | None) -> tuple[Any, dict[str, Any]]:
             f"{predictions}: cannot read the predictions table ({type(exc).__name__})"
         ) from exc
     return df, {}
-
-
-def model_predictions(
-    model: str,
-    dataset: Path | None,
-    task: str | None,
-    split: str,
-    events: Path | None,
-    compare: list[str] | None,
-) -> tuple[Any, dict[str, Any], str, float]:
-    """Score a registered model (or run) on a dataset split with the clinical scores on the same rows.
-
-    Returns the table, the model-card context, the model's run id and the task's primary horizon."""
-    import json
-
-    from ehr_risk import registry
-    from ehr_risk.errors import InputDataError
-    from ehr_risk.holdout import predictions_table
-    from ehr_risk.tasks import load_task
-
-    if dataset is None:
-        raise InputDataError("evaluate: --model needs --dataset DIR")
-    uri = model if ":/" in model else f"runs:/{model}/predictor"  # a bare run id
-    predictor = registry.load_predictor(uri)
-    name = task or predictor.tasks[0]
-    table = predictions_table(predictor, dataset, name, split=split, compare=compare, events=events)
-    meta_path = dataset / "dataset.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    context = {
-        "model": uri,
-        "model_kind": predictor.model_kind,
-        "task": name,
-        "split": split,
-        "dataset": str(dataset),
-        "data_end": meta.get("data_end"),
-        "cohort": (meta.get("counts") or {}),
-        "training": {k: v for k, v in predictor.metadata.items() if k != "git_commit"},
-    }
-    return table, context, str(predictor.metadata.get("run_id", "")), load_task(name).primary_horizon
 
 
 def _split(value: str | None) -> list[str]:
@@ -113,7 +75,12 @@ def evaluate(
     horizon_years: float | None = typer.Option(
         None, "--horizon-years", help="Horizon of the label, in years."
     ),
-    horizons: str | None = typer.Option(None, "--horizons", help="Horizons (years) for time-dependent AUC."),
+    horizons: str | None = typer.Option(
+        None,
+        "--horizons",
+        help="Horizons (years) for time-dependent AUC (with --model: the task's horizons, each with the "
+        "model's risk at that horizon).",
+    ),
     time_to_event: bool | None = typer.Option(
         None,
         "--time-to-event/--no-time-to-event",
@@ -136,12 +103,20 @@ def evaluate(
     from ehr_risk.evaluation import evaluate as run_evaluation
 
     run_id = ""
+    horizon_risks: dict[float, str] = {}
     if model is not None:
-        df, ctx, run_id, task_horizon = model_predictions(
-            model, dataset, task, split, events, _split(compare) if compare else None
-        )
-        horizon_years = horizon_years or task_horizon
-        compare = compare or ",".join(c for c in df.columns if f"{c}_reason" in df.columns)
+        from ehr_risk.evaluation.model_source import model_predictions
+
+        if dataset is None:
+            raise InputDataError("evaluate: --model needs --dataset DIR")
+        if predictions is not None:
+            raise InputDataError("evaluate: give --model (with --dataset) or --predictions, not both")
+        source = model_predictions(model, dataset, task, split, events, _split(compare) if compare else None)
+        df, ctx, run_id = source.table, source.context, source.run_id
+        horizon_years = horizon_years or source.horizon_years
+        # Time-dependent AUC at each of the task's horizons, with the model's risk at that horizon.
+        horizons = horizons or ",".join(f"{h:g}" for h in source.horizons)
+        compare = ",".join(c for c in df.columns if f"{c}_reason" in df.columns)
     else:
         df, ctx = load_predictions(predictions)
     if context is not None:
@@ -159,6 +134,8 @@ def evaluate(
         c in df.columns for c in (tte_cols.event_time, tte_cols.censor_time, tte_cols.prediction_time)
     )
     use_tte = has_tte if time_to_event is None else time_to_event
+    if model is not None and hs:
+        horizon_risks = {h: c for h, c in source.horizon_risks.items() if h in hs}
     result = run_evaluation(
         df,
         label=label,
@@ -167,6 +144,7 @@ def evaluate(
         thresholds=thr,
         horizon_years=horizon_years,
         horizons=hs,
+        horizon_risks=horizon_risks if use_tte else None,
         time_to_event=tte_cols if use_tte else None,
         subgroups=_split(subgroups),
         n_boot=n_boot,
@@ -193,17 +171,27 @@ def evaluate(
     tte = m.get("time_to_event", {}).get("scores", {}).get(model_column, {})
     if tte.get("harrell_c", {}).get("estimate") is not None:
         harrell, uno = tte["harrell_c"]["estimate"], tte.get("uno_c", {}).get("estimate") or float("nan")
-        print(f"  {model_column}: Harrell's C {harrell:.3f}, Uno's C {uno:.3f}")
+        td = [
+            f"{k.removeprefix('td_auc@')} {v['estimate']:.3f}"
+            for k, v in tte.items()
+            if k.startswith("td_auc@") and v.get("estimate") is not None
+        ]
+        extra = f"; time-dependent AUC {', '.join(td)}" if td else ""
+        print(f"  {model_column}: Harrell's C {harrell:.3f}, Uno's C {uno:.3f}{extra}")
     if run_id:
         from ehr_risk import registry
 
-        registry.log_artifacts(run_id, out, "evaluation")
-        registry.log_metrics(run_id, evaluation_metrics(m, model_column))
-        print(f"evaluate: report logged to MLflow run {run_id} (artifacts/evaluation)")
+        # The held-out evaluation is the model's; another split's must not overwrite it in the run.
+        where = "evaluation" if split == "held_out" else f"evaluation_{split}"
+        registry.log_artifacts(run_id, out, where)
+        registry.log_metrics(
+            run_id, evaluation_metrics(m, model_column, "eval" if split == "held_out" else where)
+        )
+        print(f"evaluate: report logged to MLflow run {run_id} (artifacts/{where})")
     print(f"evaluate: report in {out / 'report.html'}")
 
 
-def evaluation_metrics(metrics: dict[str, Any], model_column: str) -> dict[str, float]:
+def evaluation_metrics(metrics: dict[str, Any], model_column: str, prefix: str = "eval") -> dict[str, float]:
     """Headline numbers for the MLflow run: the model's point estimates and interval bounds."""
     out: dict[str, float] = {}
     for name in (
@@ -218,5 +206,5 @@ def evaluation_metrics(metrics: dict[str, Any], model_column: str) -> dict[str, 
         entry = metrics["scores"][model_column]["metrics"].get(name, {})
         for key in ("estimate", "ci_low", "ci_high"):
             if entry.get(key) is not None:
-                out[f"eval_{name}" + ("" if key == "estimate" else f"_{key}")] = float(entry[key])
+                out[f"{prefix}_{name}" + ("" if key == "estimate" else f"_{key}")] = float(entry[key])
     return out

@@ -10,7 +10,9 @@ Rows and populations, so that nothing is dropped from one side only:
   comparison (Δ metrics, NRI) uses the rows where both the model and that score exist;
 - the decision curve uses the rows where every compared score exists, so all its curves share one population.
 Time-to-event metrics run when the table has event_time, censor_time and prediction_time (`time_to_event=
-"auto"`, the default), or with the columns named by a `TimeToEvent`; `None` turns them off.
+"auto"`, the default), or with the columns named by a `TimeToEvent`; `None` turns them off. The model's
+time-dependent AUC at a horizon uses its risk at that horizon where `horizon_risks` names the column (a model
+with several outputs, e.g. 5- and 10-year risk), else the `model` column; compared scores use their own risk.
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from ehr_risk.evaluation.bootstrap import MetricFn, intervals, run_bootstrap, su
 from ehr_risk.evaluation.metrics import BinaryPlan
 from ehr_risk.evaluation.subgroups import MIN_CELL, cell, is_suppressed, subgroup_levels
 from ehr_risk.evaluation.survival import ConcordancePlan, td_auc_plan
-from ehr_risk.evaluation.table import PredictionArrays, TimeToEvent, extract, reason_counts, to_polars
+from ehr_risk.evaluation.table import (
+    PredictionArrays,
+    TimeToEvent,
+    extract,
+    reason_counts,
+    risk_array,
+    to_polars,
+)
 
 DEFAULT_THRESHOLDS = (0.05, 0.075, 0.10, 0.20)
 SCHEMA = "ehr_risk.evaluation/1"
@@ -56,6 +65,7 @@ def evaluate(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     horizon_years: float | None = None,
     horizons: Sequence[float] | None = None,
+    horizon_risks: Mapping[float, str] | None = None,
     time_to_event: TimeToEvent | Mapping[str, str] | Literal["auto"] | None = "auto",
     subgroups: Sequence[str] = ("sex", "race", "age_band"),
     n_boot: int = 1000,
@@ -89,6 +99,7 @@ def evaluate(
         subgroups=subgroups,
         time_to_event=tte,
     )
+    at_horizon = {float(h): risk_array(frame, col) for h, col in (horizon_risks or {}).items()}
     y, p_model = arr.label, arr.risks[model]
     has_model = ~np.isnan(p_model)
     labelled = np.isfinite(y)
@@ -119,7 +130,9 @@ def evaluate(
             y[both], p_model[both], arr.risks[name][both], subj_idx[both], thr
         ).compute
     sub_meta = _subgroup_tasks(arr, rows, y, subj_idx, (model, *compare), thr, tasks)
-    surv_meta = _survival_tasks(arr, has_model, subj_idx, (model, *compare), horizon_years, horizons, tasks)
+    surv_meta = _survival_tasks(
+        arr, has_model, subj_idx, (model, *compare), horizon_years, horizons, at_horizon, tasks
+    )
 
     # Resamples per chunk: ~20M weights per (chunk × rows) array bounds memory on big tables.
     chunk = int(np.clip(20_000_000 // max(arr.n_rows, 1), 4, 50))
@@ -137,6 +150,7 @@ def evaluate(
             "compare": list(compare),
             "thresholds": list(thr),
             "horizon_years": horizon_years,
+            "horizon_risks": {f"{h:g}": col for h, col in sorted((horizon_risks or {}).items())},
             "n_boot": n_boot,
             "seed": seed,
             "ci": "95% percentile bootstrap",
@@ -189,6 +203,9 @@ def evaluate(
     ]
     if surv_meta is not None:
         surv_meta["scores"] = {s: table(f"tte:{s}") for s in (model, *compare) if f"tte:{s}" in tasks}
+        surv_meta["model_td_auc_columns"] = {
+            f"{h:g}y": (horizon_risks or {}).get(h, model) for h in surv_meta["horizons_years"]
+        }
         metrics["time_to_event"] = surv_meta
     curves = {
         "y": {name: y[score_rows[name]] for name in (model, *compare)},
@@ -291,11 +308,15 @@ def _survival_tasks(
     scores: Sequence[str],
     horizon_years: float | None,
     horizons: Sequence[float] | None,
+    at_horizon: Mapping[float, NDArray[np.float64]],
     tasks: dict[str, MetricFn],
 ) -> dict[str, Any] | None:
     if arr.time_years is None or arr.event is None:
         return None
     hs = sorted({float(h) for h in (horizons or ([horizon_years] if horizon_years else []))})
+    extra = sorted(set(at_horizon) - set(hs))
+    if extra:
+        raise InputDataError(f"horizon_risks names horizon(s) {extra} that are not evaluated (horizons {hs})")
     usable = has_model & np.isfinite(arr.time_years)
     t, e = arr.time_years, arr.event
     tau = max(hs) if hs else None
@@ -317,7 +338,11 @@ def _survival_tasks(
         cplan = ConcordancePlan.build(t[r], e[r], arr.risks[name][r], subj_idx[r], tau=tau)
         auc_plans = {}
         for h in hs:
-            plan, counts = td_auc_plan(t[r], e[r], arr.risks[name][r], h, subj_idx[r])
+            risk = at_horizon[h] if name == scores[0] and h in at_horizon else arr.risks[name]
+            rh = r[~np.isnan(risk[r])]
+            if rh.size < 2:
+                continue
+            plan, counts = td_auc_plan(t[rh], e[rh], risk[rh], h, subj_idx[rh])
             if name == scores[0]:
                 meta["horizon_counts"][f"{h:g}y"] = counts
             if plan is not None:

@@ -236,6 +236,24 @@ def time_to_event_section(t: Mapping[str, Any]) -> Section:
     )
     if t["uno_tau_years"] is not None:
         sec.note(f"Uno's C truncated at τ = {t['uno_tau_years']:g} years.")
+    columns = t.get("model_td_auc_columns") or {}
+    if len(set(columns.values())) > 1:
+        sec.note(
+            "The model's time-dependent AUC at each horizon uses its risk at that horizon: "
+            + ", ".join(f"{h}: {col}" for h, col in columns.items())
+            + "; the scores use their own risk."
+        )
+    counts = t.get("horizon_counts") or {}
+    if counts:
+        sec.note(
+            "Rows per horizon (cases with the event by then / controls event-free beyond it / censored "
+            "before it, which enter through the censoring weights): "
+            + "; ".join(
+                f"{h}: {c['cases']:,} / {c['controls']:,} / {c['censored_before']:,}"
+                for h, c in counts.items()
+            )
+            + "."
+        )
     return sec
 
 

@@ -62,6 +62,20 @@ def _float(df: pl.DataFrame, col: str, what: str) -> NDArray[np.float64]:
         raise InputDataError(f"predictions: {what} column {col!r} is {df[col].dtype}, not numeric") from exc
 
 
+def risk_array(df: pl.DataFrame, col: str) -> NDArray[np.float64]:
+    """A risk column as floats in [0, 1], NaN where missing; a value outside [0, 1] is an input error."""
+    if col not in df.columns:
+        raise InputDataError(f"predictions: missing risk column {col!r}; have {', '.join(df.columns)}")
+    p = _float(df, col, "risk")
+    out_of_range = np.isfinite(p) & ((p < 0) | (p > 1))
+    if out_of_range.any():
+        raise InputDataError(
+            f"predictions: risk column {col!r} has {int(out_of_range.sum())} value(s) outside [0, 1]"
+        )
+    p[~np.isfinite(p)] = np.nan
+    return p
+
+
 def resolve_scores(df: pl.DataFrame, names: Sequence[str]) -> dict[str, str]:
     """Score name -> column: the column itself, or `<name>_risk` as `ehr-risk risk-score` writes it."""
     return {n: n if n in df.columns or f"{n}_risk" not in df.columns else f"{n}_risk" for n in names}
@@ -96,14 +110,7 @@ def extract(
     risks: dict[str, NDArray[np.float64]] = {}
     reasons: dict[str, NDArray[np.object_]] = {}
     for col in (model, *compare):
-        p = _float(df, col, "risk")
-        out_of_range = np.isfinite(p) & ((p < 0) | (p > 1))
-        if out_of_range.any():
-            raise InputDataError(
-                f"predictions: risk column {col!r} has {int(out_of_range.sum())} value(s) outside [0, 1]"
-            )
-        p[~np.isfinite(p)] = np.nan
-        risks[col] = p
+        risks[col] = p = risk_array(df, col)
         reasons[col] = _reasons(df, col, np.isnan(p))
     ids = df["subject_id"].to_numpy() if "subject_id" in df.columns else np.arange(df.height)
     groups: dict[str, NDArray[np.object_]] = {}
