@@ -3,8 +3,10 @@
     python benchmarks/dataset.py                       # 10k and 100k patients
     python benchmarks/dataset.py --patients 10000 100000 1000000 --threads 2
 
-Prints one JSON object. Each size runs in a fresh subprocess (POLARS_MAX_THREADS = --threads), so the
-peak RSS (VmHWM) is that of the dataset build alone. The events come from a vectorised numpy generator
+Prints one JSON object, with wall and CPU seconds (user + system, all threads: the figure to compare on a
+shared machine) and CPU seconds per 1k patients (flat across sizes = cost growing linearly). Each size
+runs in a fresh subprocess (POLARS_MAX_THREADS = --threads), so the peak RSS (VmHWM) is that of the
+dataset build alone. The events come from a vectorised numpy generator
 below: per patient ~20 years of visits at ~3 a year, each with an encounter, blood pressure, often a
 lipid/glucose/renal lab panel, BMI, smoking status, diagnosis codes and prescriptions, plus outcome
 diagnoses and deaths with a cause: ~440 events per patient, the shape of real EHR data. `--source synth`
@@ -215,12 +217,14 @@ def _run_one(events: Path, out: Path, features: str) -> None:
     from ehr_risk.tasks import load_task
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     options = DatasetOptions(features=tuple(k for k in features.split(",") if k))
     meta = build_dataset(events, [load_task(t) for t in TASKS], out, options)
     print(
         json.dumps(
             {
                 "seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - cpu0,
                 "meta_seconds": meta["seconds"],
                 "prediction_times": meta["counts"]["prediction_times"],
                 "label_rows": sum(meta["counts"]["labels"].values()),
@@ -285,6 +289,9 @@ def main() -> None:
                 "events": n_events,
                 "generate_seconds": round(gen_s, 1),
                 "dataset_seconds": round(child["seconds"], 1),
+                # user + system CPU of all threads: on a shared machine wall time is inflated, this is not
+                "dataset_cpu_seconds": round(child["cpu_seconds"], 1),
+                "cpu_seconds_per_1k_patients": round(1000 * child["cpu_seconds"] / n, 2),
                 "stage_seconds": child["meta_seconds"],
                 "prediction_times": child["prediction_times"],
                 "label_rows": child["label_rows"],

@@ -1,4 +1,5 @@
-"""The cohort report: inclusion/exclusion flow and outcome, censoring and competing-event rates per split.
+"""The cohort report: inclusion/exclusion flow and outcome, censoring and competing-event rates per split
+(and for the temporal hold-out subjects, when one is configured).
 
 Rates at horizon h are shares of the task's rows:
   event_rate       label_<h>y is True among rows whose label is known (the observed risk; no weighting)
@@ -76,10 +77,15 @@ def task_report(labels: pl.DataFrame, flow: Flow, splits: pl.DataFrame, task: Ta
             previous = rows
     with_split = labels.join(splits.select("subject_id", "split"), on="subject_id", how="left")
     per_split = {s: horizon_stats(with_split.filter(pl.col("split") == s), task) for s in SPLITS}
-    return {
+    report = {
         "task": task.name,
         "primary_horizon_years": task.primary_horizon,
         "flow": steps,
         "overall": horizon_stats(labels, task),
         "splits": per_split,
     }
+    if "temporal_holdout" in splits.columns and splits["temporal_holdout"].null_count() < splits.height:
+        late = splits.filter(pl.col("temporal_holdout")).select("subject_id")
+        # A part of held_out (see ehr_risk.splits), reported on its own.
+        report["temporal_holdout"] = horizon_stats(labels.join(late, on="subject_id", how="semi"), task)
+    return report

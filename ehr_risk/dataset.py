@@ -4,6 +4,7 @@
     DS/labels/<task>.parquet           labels with time-to-event columns        schema labels
     DS/labels/<task>.meds.parquet      MEDS label layout, known labels only     schema labels_meds
     DS/splits.parquet                  train / tuning / held_out per subject    schema splits
+                                       (+ temporal_holdout flag; flagged subjects are all held_out)
     DS/features/{tabular,sequence,clinical}.parquet   one row per prediction time
     DS/featurizers/                    fitted featurizers (pickle) + vocab.json
     DS/cohort_report.json, DS/dataset.json   flow and rates; configs, data fingerprint, versions, counts
@@ -41,7 +42,14 @@ from ehr_risk.cohort_report import task_report
 from ehr_risk.errors import ConfigError, InputDataError
 from ehr_risk.events import EVENT_DTYPES, visible_expr
 from ehr_risk.labels import DistinctCodes
-from ehr_risk.splits import SplitConfig, assign_splits, keyed_uniform, split_summary, temporal_holdout
+from ehr_risk.splits import (
+    SplitConfig,
+    assign_splits,
+    keyed_uniform,
+    split_summary,
+    temporal_holdout,
+    with_temporal_holdout,
+)
 from ehr_risk.tables import load_schema, write_table
 from ehr_risk.tasks import Task
 
@@ -249,18 +257,14 @@ def _splits(summary: pl.DataFrame, config: SplitConfig) -> pl.DataFrame:
     splits = assign_splits(summary["subject_id"], config)
     if config.temporal_holdout_date is None:
         return splits.with_columns(pl.lit(None, pl.Boolean).alias("temporal_holdout"))
-    return splits.with_columns(temporal_holdout(summary, config.temporal_holdout_date))
+    return with_temporal_holdout(splits, temporal_holdout(summary, config.temporal_holdout_date))
 
 
 def _write_labels(frame: pl.DataFrame, folder: Path, name: str) -> None:
     write_table(frame.to_arrow(), folder / f"{name}.parquet", "labels")
+    # MEDS' optional label columns must hold no nulls when present, so the unused ones are left out.
     meds = frame.filter(pl.col("boolean_value").is_not_null()).select(
-        "subject_id",
-        "prediction_time",
-        "boolean_value",
-        pl.lit(None, pl.Int64).alias("integer_value"),
-        pl.lit(None, pl.Float32).alias("float_value"),
-        pl.lit(None, pl.String).alias("categorical_value"),
+        "subject_id", "prediction_time", "boolean_value"
     )
     write_table(meds.to_arrow(), folder / f"{name}.meds.parquet", "labels_meds")
 

@@ -38,13 +38,25 @@ def _read(path: Path, what: str) -> pl.DataFrame:
 
 
 def split_rows(dataset: Path, task: str, split: str) -> pl.DataFrame:
-    """The task's label rows in `split` ('all' for every row), sorted by subject and time."""
+    """The task's label rows in `split` ('all' for every row, 'temporal_holdout' for the subjects of the
+    temporal hold-out, a part of held_out), sorted by subject and time."""
     labels = _read(dataset / "labels" / f"{task}.parquet", f"labels of task {task!r}")
     if split == "all":
         return labels.sort(KEYS)
     splits = _read(dataset / "splits.parquet", "splits")
-    rows = labels.join(splits.select("subject_id", "split"), on="subject_id", how="inner")
-    rows = rows.filter(pl.col("split") == split).drop("split")
+    if split == "temporal_holdout":
+        if (
+            "temporal_holdout" not in splits.columns
+            or splits["temporal_holdout"].null_count() == splits.height
+        ):
+            raise InputDataError(
+                f"{dataset}: built without a temporal hold-out (ehr-risk dataset --temporal-holdout)"
+            )
+        late = splits.filter(pl.col("temporal_holdout")).select("subject_id")
+        rows = labels.join(late, on="subject_id", how="semi")
+    else:
+        rows = labels.join(splits.select("subject_id", "split"), on="subject_id", how="inner")
+        rows = rows.filter(pl.col("split") == split).drop("split")
     if rows.height == 0:
         raise InputDataError(f"{dataset}: no {task} rows in split {split!r}")
     return rows.sort(KEYS)

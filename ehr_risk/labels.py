@@ -40,13 +40,6 @@ _OCC_SCHEMA = pl.Schema(
 )
 
 
-def known_at(t: str) -> pl.Expr:
-    """The visibility rule of `ehr_risk.events` on joined rows: time <= t and recorded_time <= t if set."""
-    return (pl.col("time") <= pl.col(t)) & (
-        pl.col("recorded_time").is_null() | (pl.col("recorded_time") <= pl.col(t))
-    )
-
-
 def censor_expr(task: Task, data_end: dt.datetime | None) -> pl.Expr:
     """End of follow-up per row of a frame holding the subject summary columns."""
     c = task.censoring

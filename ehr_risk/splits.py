@@ -4,9 +4,12 @@ Each subject's split depends only on its own id and the split key (a keyed 64-bi
 finaliser over id ⊕ key), never on the other subjects, so adding subjects never moves an existing one and
 every row of a subject lands in the same split. Fractions are met in expectation (binomial noise only).
 
-Optional temporal hold-out: `temporal_holdout` marks subjects whose first record is on or after the
-cutoff date (patients who arrived later: a prospective-style validation set). For row-level temporal
-validation, filter prediction_time ≥ the cutoff, which `dataset.json` records.
+Optional temporal hold-out: `temporal_holdout` flags subjects whose first record is on or after the
+cutoff date (patients who arrived later: a prospective-style validation set), and `with_temporal_holdout`
+moves them all to `held_out`, so that no model or featurizer is ever fitted on them; evaluating the split
+name `temporal_holdout` selects them alone. A subject's flag depends on its own record only, so adding
+subjects still moves no existing one. For row-level temporal validation, filter prediction_time ≥ the
+cutoff, which `dataset.json` records.
 """
 
 from __future__ import annotations
@@ -77,8 +80,20 @@ def temporal_holdout(first_times: pl.DataFrame, cutoff: dt.date) -> pl.Series:
     ).to_series()
 
 
+def with_temporal_holdout(splits: pl.DataFrame, flags: pl.Series) -> pl.DataFrame:
+    """`splits` (one row per subject, in the order of `flags`) with the temporal_holdout column, and the
+    flagged subjects moved to held_out: a hold-out that training and featurizer fitting never see."""
+    flagged = flags.fill_null(False).alias("temporal_holdout")
+    return splits.with_columns(
+        pl.when(flagged).then(pl.lit("held_out")).otherwise(pl.col("split")).alias("split"), flagged
+    )
+
+
 def split_summary(splits: pl.DataFrame) -> dict[str, float]:
-    """Fraction of subjects per split (for the report)."""
+    """Fraction of subjects per split (for the report), and of temporal hold-out subjects if flagged."""
     n = max(splits.height, 1)
     counts = dict(splits.group_by("split").len().iter_rows())
-    return {s: counts.get(s, 0) / n for s in SPLITS}
+    out = {s: counts.get(s, 0) / n for s in SPLITS}
+    if "temporal_holdout" in splits.columns and splits["temporal_holdout"].null_count() < splits.height:
+        out["temporal_holdout"] = int(splits["temporal_holdout"].sum()) / n
+    return out

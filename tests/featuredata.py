@@ -16,6 +16,7 @@ import polars as pl
 
 US_PER_DAY = 86_400_000_000
 EPOCH = dt.datetime(1970, 1, 1)
+_NONE = np.array(None, dtype=object)  # a null in object arrays (np.where)
 
 # code, unit, mean, sd (None: no value)
 LABS = [
@@ -101,10 +102,10 @@ def random_events(
     code = np.where(is_lab, lab_codes[lab_idx], np.array(CODES, dtype=object)[code_idx])
     code = np.where(is_smoking, "LOINC/72166-2", code)
     value = np.where(is_lab, rng.normal(means[lab_idx], sds[lab_idx]), np.nan).astype(np.float32)
-    unit = np.where(is_lab, units[lab_idx], None)
+    unit = np.where(is_lab, units[lab_idx], _NONE)
     wrong_unit = is_lab & (rng.random(total) < 0.03)
     unit = np.where(wrong_unit, "mmol/L", unit)
-    text = np.where(is_smoking, np.array(SMOKING, dtype=object)[rng.integers(0, 3, total)], None)
+    text = np.where(is_smoking, np.array(SMOKING, dtype=object)[rng.integers(0, 3, total)], _NONE)
     late = rng.random(total) < 0.1
     recorded = np.where(late, t + rng.integers(1, 60, total) * US_PER_DAY, -1)
     timed = pl.DataFrame(

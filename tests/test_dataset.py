@@ -229,3 +229,96 @@ def test_features_equal_direct_featurizer_calls(built: tuple[Path, dict], chunks
             with (out / "featurizers" / f"{kind}.pkl").open("rb") as fh:
                 direct = pickle.load(fh).transform(events, times)
         assert stored.equals(direct.select(stored.columns).cast(stored.schema)), kind
+
+
+def test_meds_label_files_pass_the_meds_schema(built: tuple[Path, dict]) -> None:
+    """`<task>.meds.parquet` is what MEDS tools read: meds.LabelSchema must accept it unchanged."""
+    import meds
+    import pyarrow.parquet as pq
+
+    out, _ = built
+    for task in TASKS:
+        table = pq.read_table(out / "labels" / f"{task}.meds.parquet")
+        meds.LabelSchema.validate(table)  # raises on a wrong type, an extra column or a null value
+        assert table.num_rows > 0
+
+
+def test_temporal_holdout_and_featurizers_never_see_non_train_subjects(
+    chunks: list[pl.DataFrame], tmp_path: Path
+) -> None:
+    """Late arrivals are all held out; vocabulary and columns come from train subjects only.
+
+    A code planted in every tuning, held-out and temporal hold-out subject (and in no train subject that
+    stays in train) must not reach the vocabulary or the tabular columns."""
+    import datetime as dt
+
+    from ehr_risk.holdout import split_rows
+    from ehr_risk.splits import assign_splits
+
+    cutoff = dt.date(2003, 1, 1)
+    events = pl.concat(chunks)
+    first = (
+        events.filter(pl.col("time").is_not_null() & (pl.col("code") != "MEDS_BIRTH"))
+        .group_by("subject_id")
+        .agg(pl.col("time").min().alias("first_time"))
+    )
+    late = set(first.filter(pl.col("first_time") >= dt.datetime(2003, 1, 1))["subject_id"])
+    config = SplitConfig(key="k2", temporal_holdout_date=cutoff)
+    hashed = assign_splits(events["subject_id"].unique().sort(), config)
+    hashed_train = set(hashed.filter(pl.col("split") == "train")["subject_id"])
+    assert late & hashed_train, "the fixture needs late arrivals that the hash puts in train"
+    secret = "SNOMED/123456789"
+    planted = [
+        pl.DataFrame({"subject_id": [sid] * 6, "time": [dt.datetime(2010, 1, 1)] * 6, "code": [secret] * 6})
+        for sid in sorted((set(hashed["subject_id"]) - hashed_train) | late)
+    ]
+    with_secret = pl.concat([events, *planted], how="diagonal_relaxed").sort("subject_id", "time")
+    root = _write([with_secret], tmp_path / "in")
+    options = DatasetOptions(
+        top_k=500, max_len=32, min_count=1, splits=config, features=("tabular", "sequence")
+    )
+    meta = build_dataset(root, [load_task("ascvd_10y")], tmp_path / "out", options)
+    splits = pl.read_parquet(tmp_path / "out" / "splits.parquet")
+    flagged = splits.filter(pl.col("temporal_holdout"))
+    assert set(flagged["subject_id"]) == late and (flagged["split"] == "held_out").all()
+    assert not (set(splits.filter(pl.col("split") == "train")["subject_id"]) & late)
+    unchanged = splits.filter(~pl.col("temporal_holdout")).join(hashed, on="subject_id", suffix="_hash")
+    assert (unchanged["split"] == unchanged["split_hash"]).all()  # the others keep their hash split
+    vocab = json.loads((tmp_path / "out" / "featurizers" / "vocab.json").read_text())
+    assert secret not in vocab and len(vocab) > 10
+    columns = pl.read_parquet_schema(tmp_path / "out" / "features" / "tabular.parquet")
+    assert not any(secret in c for c in columns) and any("LOINC/8480-6" in c for c in columns)
+    assert meta["features"]["fit_subjects"] <= splits.filter(pl.col("split") == "train").height
+    report = json.loads((tmp_path / "out" / "cohort_report.json").read_text())["ascvd_10y"]
+    rows = split_rows(tmp_path / "out", "ascvd_10y", "temporal_holdout")
+    assert report["temporal_holdout"]["rows"] == rows.height > 0
+    assert set(rows["subject_id"]) <= late
+    assert meta["splits"]["observed"]["temporal_holdout"] == pytest.approx(len(late) / splits.height)
+
+
+def test_cli_windows_option(chunks: list[pl.DataFrame], tmp_path: Path) -> None:
+    events = _write(chunks[:1], tmp_path / "in")
+    runner = CliRunner()
+    args = ["dataset", "--events", str(events), "--task", "ckd_5y", "--out", str(tmp_path / "out"), "-q"]
+    result = runner.invoke(app, [*args, "--features", "tabular", "--windows", "90,all", "--top-k", "5"])
+    assert result.exit_code == 0, result.output
+    columns = pl.read_parquet_schema(tmp_path / "out" / "features" / "tabular.parquet")
+    assert {"events:count_90d", "events:count_all"} <= set(columns)
+    assert not any(c.endswith(("count_30d", "count_365d")) for c in columns)
+    assert sum(c.startswith("code:") and c.endswith(":count_90d") for c in columns) == 5
+    from ehr_risk.errors import ConfigError
+
+    for bad in ("90,90", "-3", "week", ""):  # main() turns a ConfigError into one line and exit 2
+        result = runner.invoke(app, [*args, "--features", "tabular", "--windows", bad])
+        assert isinstance(result.exception, ConfigError) and "--windows" in str(result.exception), bad
+
+
+def test_temporal_holdout_rows_need_a_temporal_holdout(built: tuple[Path, dict]) -> None:
+    from ehr_risk.errors import InputDataError
+    from ehr_risk.holdout import split_rows
+
+    out, _ = built
+    with pytest.raises(InputDataError, match="temporal-holdout"):
+        split_rows(out, "ascvd_10y", "temporal_holdout")
+    report = json.loads((out / "cohort_report.json").read_text())
+    assert all("temporal_holdout" not in r for r in report.values())

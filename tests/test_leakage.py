@@ -3,7 +3,8 @@
 For random records and prediction times:
 - adding any events after t (or known only after t: recorded_time > t) leaves tabular, sequence and
   clinical features at t unchanged, and leaves the fitted vocabulary / columns unchanged;
-- removing the outcome code from all records after t changes no feature.
+- removing the outcome code from all records after t (or recorded after t) changes no feature.
+Labels never counting an event at or before t is a property test in test_cohort.py.
 """
 
 from __future__ import annotations
@@ -146,13 +147,31 @@ def test_events_recorded_after_t_are_invisible(
 
 
 @SETTINGS
-@given(base=past)
-def test_removing_the_outcome_after_t_changes_nothing(lists: Path, base: list[dict[str, Any]]) -> None:
-    events = _frame(base)
-    future_outcome = (pl.col("code") == OUTCOME) & (pl.col("time") > T)
-    _assert_same(
-        _all_features(events, TIMES, lists), _all_features(events.filter(~future_outcome), TIMES, lists)
-    )
+@given(
+    base=past,
+    outcomes=st.lists(
+        event_rows(D(2020, 1, 1, 0, 0, 1), D(2030, 1, 1), codes=[OUTCOME]), min_size=1, max_size=5
+    ),
+    late=st.lists(event_rows(D(2000, 1, 1), T, codes=[OUTCOME]), max_size=3),
+    data=st.data(),
+)
+def test_removing_the_outcome_after_t_changes_nothing(
+    lists: Path,
+    base: list[dict[str, Any]],
+    outcomes: list[dict[str, Any]],
+    late: list[dict[str, Any]],
+    data: st.DataObject,
+) -> None:
+    """Every example holds outcome records after t (and some dated by t but recorded after it)."""
+    for row in late:
+        row["recorded_time"] = data.draw(
+            st.datetimes(min_value=D(2020, 1, 1, 0, 0, 1), max_value=D(2030, 1, 1))
+        )
+    events = _frame(base + outcomes + late)
+    after_t = (pl.col("time") > T) | (pl.col("recorded_time") > T).fill_null(False)
+    without = events.filter(~((pl.col("code") == OUTCOME) & after_t))
+    assert events.height - without.height >= len(outcomes) + len(late)
+    _assert_same(_all_features(events, TIMES, lists), _all_features(without, TIMES, lists))
 
 
 def test_featurizers_fit_on_training_subjects_only(lists: Path) -> None:

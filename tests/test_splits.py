@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from ehr_risk.splits import SPLITS, SplitConfig, assign_splits, keyed_uniform, split_summary, temporal_holdout
+from ehr_risk.splits import (
+    SPLITS,
+    SplitConfig,
+    assign_splits,
+    keyed_uniform,
+    split_summary,
+    temporal_holdout,
+    with_temporal_holdout,
+)
 
 IDS = st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), unique=True, max_size=200)
 
@@ -81,3 +89,18 @@ def test_temporal_holdout_flags_late_arrivals() -> None:
         }
     )
     assert temporal_holdout(first, dt.date(2020, 1, 1)).to_list() == [False, True, False, False]
+
+
+def test_temporal_holdout_subjects_are_all_held_out() -> None:
+    ids = np.arange(3_000, dtype=np.int64)
+    hashed = assign_splits(ids, SplitConfig())
+    flags = pl.Series([i % 3 == 0 for i in range(ids.size)])
+    out = with_temporal_holdout(hashed, flags)
+    assert out["subject_id"].equals(hashed["subject_id"])
+    assert (out.filter(pl.col("temporal_holdout"))["split"] == "held_out").all()
+    kept = out.filter(~pl.col("temporal_holdout"))
+    assert kept.equals(hashed.filter(~flags).with_columns(pl.lit(False).alias("temporal_holdout")))
+    summary = split_summary(out)
+    assert summary["temporal_holdout"] == pytest.approx(1_000 / 3_000)
+    assert summary["held_out"] > split_summary(hashed)["held_out"] + 0.25
+    assert "temporal_holdout" not in split_summary(hashed)

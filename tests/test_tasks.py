@@ -114,3 +114,24 @@ def test_shared_codelists_exist_and_hold_key_codes() -> None:
     assert {"860975", "6809"} <= codes("diabetes_medications")
     assert {"E11", "44054006"} <= codes("diabetes")
     assert {"22298006", "I21", "I63", "410"} <= codes("ascvd")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_outcome_lists_cover_snomed_icd10cm_and_icd9cm(name: str) -> None:
+    """Every shipped outcome is findable in SNOMED-coded and in ICD-10-CM/ICD-9-CM-coded (legacy) data."""
+    task = load_task(name)
+    systems: set[str] = set()
+    for path in (CODELIST_DIR / f"{n}.csv" for n in task.outcome.codelists):
+        systems |= {row["system"] for row in csv.DictReader(path.read_text().splitlines())}
+    assert {"SNOMED", "ICD10CM", "ICD9CM"} <= systems
+    codes = task.outcome_codes
+    assert {c.split("/")[0] for c in codes.exact | codes.icd_prefixes} >= {"SNOMED", "ICD10CM", "ICD9CM"}
+
+
+def test_codelist_sources_are_documented() -> None:
+    """The code-list README names every list and the sources of each vocabulary."""
+    readme = (CODELIST_DIR / "README.md").read_text()
+    for path in CODELIST_DIR.glob("*.csv"):
+        assert f"`{path.name}`" in readme, path.name
+    for source in ("ICD-10-CM", "ICD-9-CM", "SNOMED CT", "RxNorm", "VSAC"):
+        assert source in readme

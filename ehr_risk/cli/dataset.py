@@ -26,7 +26,9 @@ def dataset(
     tuning: float = typer.Option(0.15, "--tuning-fraction", min=0.0, max=0.98, help="Share in tuning."),
     split_key: str = typer.Option("ehr-risk-splits-v1", "--split-key", help="Key of the split hash."),
     temporal_holdout: str | None = typer.Option(
-        None, "--temporal-holdout", help="YYYY-MM-DD: flag subjects whose first record is on or after it."
+        None,
+        "--temporal-holdout",
+        help="YYYY-MM-DD: subjects whose first record is on or after it are all held out (and flagged).",
     ),
     features: str = typer.Option(
         "tabular,sequence,clinical",
@@ -34,6 +36,9 @@ def dataset(
         help="Comma-separated: tabular, sequence, clinical; '' = none.",
     ),
     top_k: int = typer.Option(200, "--top-k", min=1, help="Tabular: codes kept (by train frequency)."),
+    windows: str = typer.Option(
+        "30,365,1825,all", "--windows", help="Tabular: count windows in days before t; 'all' = whole history."
+    ),
     max_len: int = typer.Option(256, "--max-len", min=1, help="Sequence: most recent events kept."),
     fit_max_subjects: int = typer.Option(
         25_000, "--fit-max-subjects", min=1, help="Fit featurizers on at most this many train subjects."
@@ -64,7 +69,12 @@ def dataset(
     )
     kinds = tuple(k.strip() for k in features.split(",") if k.strip())
     options = DatasetOptions(
-        splits=split_config, features=kinds, top_k=top_k, max_len=max_len, fit_max_subjects=fit_max_subjects
+        splits=split_config,
+        features=kinds,
+        top_k=top_k,
+        windows_days=_windows(windows),
+        max_len=max_len,
+        fit_max_subjects=fit_max_subjects,
     )
     tasks = [load_task(t) for t in task]
     bars: dict[str, Progress] = {}
@@ -82,3 +92,20 @@ def dataset(
         f"label rows: {labels}; written to {out} in {meta['seconds']['total']:.1f}s"
     )
     sys.stdout.flush()
+
+
+def _windows(text: str) -> tuple[int | None, ...]:
+    """`30,365,all` → (30, 365, None); ConfigError on anything else."""
+    from ehr_risk.errors import ConfigError
+
+    out: list[int | None] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part == "all":
+            out.append(None)
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise ConfigError(f"--windows: {part!r} is neither a positive number of days nor 'all'")
+    if not out or len(set(out)) != len(out):
+        raise ConfigError("--windows: give distinct windows, e.g. 30,365,1825,all")
+    return tuple(out)
