@@ -6,12 +6,16 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ehr_risk.errors import InputDataError
+from ehr_risk.errors import InputDataError, SchemaError
 from ehr_risk.events import (
+    EVENT_COLUMNS,
+    EVENT_DTYPES,
     ROW,
     available_time_expr,
     check_times,
@@ -24,6 +28,7 @@ from ehr_risk.events import (
     visible,
     visible_expr,
 )
+from ehr_risk.tables import load_schema, read_table, write_table
 
 D = dt.datetime
 T = D(2020, 1, 1)
@@ -180,3 +185,60 @@ def test_visible_with_a_frame_of_prediction_times() -> None:
         (D(2022, 1, 1), "a/1"),
         (D(2022, 1, 1), "a/2"),
     ]
+
+
+def _event_rows() -> pl.DataFrame:
+    """Two events in the canonical column types (a static fact and a lab value)."""
+    return pl.DataFrame(
+        {
+            "subject_id": [7, 7],
+            "time": [None, D(2020, 3, 1, 8, 30)],
+            "code": ["GENDER/female", "LOINC/2093-3"],
+            "numeric_value": [None, 201.5],
+            "text_value": [None, None],
+            "unit": [None, "mg/dL"],
+            "end_time": [None, None],
+            "recorded_time": [None, D(2020, 3, 2)],
+            "resource_type": ["Patient", "Observation"],
+            "record_id": [11, 12],
+        },
+        schema=EVENT_DTYPES,
+    )
+
+
+def test_event_table_schema_is_enforced_on_write_and_read(tmp_path: Path) -> None:
+    schema = load_schema("events")
+    assert tuple(schema.columns) == EVENT_COLUMNS
+    assert schema.arrow.field("time").type == pa.timestamp("us")  # naive (UTC by convention), as MEDS
+    assert schema.arrow.field("numeric_value").type == pa.float32()
+    # a castable frame (float64 values, columns out of order) is written in the schema's types and order
+    loose = (
+        _event_rows()
+        .with_columns(pl.col("numeric_value").cast(pl.Float64))
+        .select(list(reversed(EVENT_COLUMNS)))
+    )
+    path = write_table(loose.to_arrow(), tmp_path / "ok.parquet", "events")
+    written = pq.read_schema(path)
+    assert written.names == list(EVENT_COLUMNS)
+    assert written.field("numeric_value").type == pa.float32()
+    assert written.metadata[b"ehr_risk.schema"] == f"events@{schema.version}".encode()
+    back = pl.from_arrow(read_table(path, "events"))
+    assert isinstance(back, pl.DataFrame) and back.equals(_event_rows())
+
+    good = _event_rows()
+    bad_tables = {
+        "missing column": good.drop("code"),
+        "unexpected column": good.with_columns(pl.lit("x").alias("patient_name")),
+        "'subject_id' has 1 null": good.with_columns(pl.Series("subject_id", [1, None], pl.Int64)),
+        "'code' has 1 null": good.with_columns(pl.Series("code", ["A/1", None], pl.String)),
+        "cannot be cast": good.with_columns(pl.Series("time", [[1], [2]], pl.List(pl.Int64))),
+    }
+    for message, table in bad_tables.items():
+        target = tmp_path / "bad.parquet"
+        with pytest.raises(SchemaError, match=message):
+            write_table(table.to_arrow(), target, "events")
+        assert not target.exists() and not list(tmp_path.glob(".bad.parquet.tmp-*"))
+    # reading checks the same contract: a parquet file that is not an event table is refused
+    pq.write_table(good.drop("resource_type").to_arrow(), tmp_path / "foreign.parquet")
+    with pytest.raises(SchemaError, match="missing column"):
+        read_table(tmp_path / "foreign.parquet", "events")

@@ -25,14 +25,16 @@ from fhir_helpers import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from meds import CodeMetadataSchema, DataSchema
+from meds import CodeMetadataSchema, DataSchema, DatasetMetadataSchema
 
 from ehr_risk.errors import RejectLimitError
+from ehr_risk.events import EVENT_COLUMNS
 from ehr_risk.ingest import fhir
 from ehr_risk.ingest.fhir_refs import Scope
 from ehr_risk.ingest.run import IngestOptions, Ingestor
 
 BUNDLE = FIXTURES / "bundle_transaction.json"
+SEARCHSET = FIXTURES / "bundle_searchset.json"
 
 
 @pytest.fixture
@@ -76,7 +78,9 @@ def test_bundle_accounting_and_reasons(tmp_path: Path) -> None:
         "code has no coding from a supported code system",
     ]
     assert set(got["file"].to_list()) == {str(BUNDLE)}
+    assert got["resource_type"].to_list() == ["Observation"] * 4
     assert all('"resourceType"' in r for r in got["record"].to_list())  # the raw record is kept
+    assert stat.S_IMODE((tmp_path / "out" / "rejects").stat().st_mode) == 0o700  # raw records: owner-only
 
 
 def test_ndjson_matches_golden_and_goes_on_after_bad_lines(tmp_path: Path, bulk: Path) -> None:
@@ -91,6 +95,51 @@ def test_ndjson_matches_golden_and_goes_on_after_bad_lines(tmp_path: Path, bulk:
         # deferred to the end of the run (a later file might have held the Medication), then rejected
         ("MedicationRequest.ndjson", "line 2"): "medication reference to a Medication not (yet) read",
     }
+
+
+@pytest.mark.parametrize(
+    "bundle_type", ["searchset", "batch", "collection", "transaction", "document", "message", "history"]
+)
+def test_every_bundle_type_matches_the_golden_table(tmp_path: Path, bundle_type: str) -> None:
+    """The same entries read the same under every Bundle.type (search/request elements ignored)."""
+    bundle = json.loads(SEARCHSET.read_text())
+    bundle["type"] = bundle_type
+    for entry in bundle["entry"]:
+        if bundle_type != "searchset":
+            del entry["search"]
+        if bundle_type in ("batch", "transaction"):
+            res = entry["resource"]
+            entry["request"] = {"method": "PUT", "url": f"{res['resourceType']}/{res['id']}"}
+    path = tmp_path / f"{bundle_type}.json"
+    path.write_text(json.dumps(bundle))
+    s = run_ingest([path], tmp_path / "out")
+    assert events_as_rows(tmp_path / "out") == read_golden(FIXTURES / "bundle_searchset.events.txt")
+    assert (s["read"], s["converted"], s["skipped"], s["rejected"]) == (18, 14, 3, 1)
+    assert s["by_resource_type"]["MedicationAdministration"]["converted"] == 1
+    assert s["skipped_reasons"] == {
+        "AllergyIntolerance verificationStatus refuted": 1,
+        "Procedure status not-done": 1,
+        "resource type not ingested": 1,  # the searchset's OperationOutcome
+    }
+    assert s["rejected_reasons"] == {"subject is a Group, not a Patient": 1}
+    assert rejects(tmp_path / "out")["position"].to_list() == ["entry[9]"]
+
+
+def test_malformed_bundle_entries_are_rejected_and_the_rest_goes_on(tmp_path: Path) -> None:
+    patient = {"resourceType": "Patient", "id": "k1", "gender": "female"}
+    entries = [5, {"resource": [1]}, {"resource": {"id": "x"}}, {"resource": patient}]
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}))
+    s = run_ingest([path], tmp_path / "out")
+    assert (s["read"], s["converted"], s["skipped"], s["rejected"]) == (4, 1, 0, 3)
+    got = rejects(tmp_path / "out").sort("position")
+    assert got.select("position", "reason").rows() == [
+        ("entry[0]", "bundle entry is not an object"),
+        ("entry[1]", "entry resource without resourceType"),
+        ("entry[2]", "entry resource without resourceType"),
+    ]
+    assert got["record"].to_list() == ["5", "[1]", '{"id":"x"}']
+    assert [r[2] for r in events_as_rows(tmp_path / "out")] == ["GENDER/female"]
 
 
 def test_duplicates_are_kept_once(tmp_path: Path, bulk: Path) -> None:
@@ -166,6 +215,17 @@ def test_output_layout_meds_schema_and_private_files(tmp_path: Path, bulk: Path)
     assert (joined["count"] == joined["len"]).all()
     assert codes.filter(pl.col("code") == "LOINC/2093-3")["description"].item().startswith("Cholesterol")
     assert (out / "data").resolve() == (out / "events").resolve()
+    meta = json.loads((out / "metadata" / "dataset.json").read_text())
+    DatasetMetadataSchema.validate(meta)  # raises when dataset.json violates the MEDS metadata schema
+    assert meta["etl_name"] == "ehr-risk ingest" and meta["ehr_risk"]["n_shards"] == 2
+    # every event column beyond the MEDS core is declared, once, in the slot MEDS has for it
+    core = ["subject_id", "time", "code", "numeric_value", "text_value"]
+    declared = [
+        *meta["code_modifier_columns"],
+        *meta["raw_source_id_columns"],
+        *meta["other_extension_columns"],
+    ]
+    assert sorted(core + declared) == sorted(EVENT_COLUMNS)
     id_map = out / "private" / "subject_ids.parquet"
     assert stat.S_IMODE(id_map.stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "private").stat().st_mode) == 0o700
@@ -173,8 +233,9 @@ def test_output_layout_meds_schema_and_private_files(tmp_path: Path, bulk: Path)
 
 
 def test_validate_path_gives_identical_events(tmp_path: Path, bulk: Path, keyed: None) -> None:
-    fast = run_ingest([BUNDLE, bulk], tmp_path / "fast")
-    full = run_ingest([BUNDLE, bulk], tmp_path / "full", validate=True)
+    fast = run_ingest([BUNDLE, SEARCHSET, bulk], tmp_path / "fast")
+    full = run_ingest([BUNDLE, SEARCHSET, bulk], tmp_path / "full", validate=True)
+    assert fast["converted"] == 20 + 14 + 6
     assert read_events(tmp_path / "fast").equals(read_events(tmp_path / "full"))
     assert fast == full
 
@@ -196,6 +257,26 @@ def test_validate_rejects_invalid_resource_with_validator_message(tmp_path: Path
     assert "secret-value" not in reason
 
 
+def test_validator_reasons_name_the_element_never_the_value() -> None:
+    from ehr_risk.ingest.fhir_validate import Validator
+
+    obs = {"resourceType": "Observation", "id": "o", "status": "final", "code": {"text": "x"}}
+    invalid = [
+        ({"resourceType": "Patient", "id": "p1", "birthDate": "1960-13-45SECRET"}, "birthDate"),
+        ({"resourceType": "Patient", "id": "SECRET p1"}, "id"),
+        ({"resourceType": "Patient", "id": "p1", "name": [{"family": ["SECRET"]}]}, "name.0.family"),
+        ({**obs, "valueQuantity": {"value": "SECRET12"}}, "valueQuantity.value"),
+        ({**obs, "effectiveDateTime": "SECRET-2020"}, "effectiveDateTime"),
+        ({"resourceType": "NoSuchType", "id": "SECRET"}, "unknown resource type"),
+    ]
+    validator = Validator()
+    for resource, where in invalid:
+        reason = validator.problem(resource)
+        assert reason is not None and reason.startswith("FHIR validation: ") and where in reason, reason
+        assert "SECRET" not in reason
+    assert validator.problem({**obs, "valueQuantity": {"value": 5.2, "unit": "mmol/L"}}) is None
+
+
 def test_unreadable_files_are_named_counted_and_the_rest_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -205,16 +286,25 @@ def test_unreadable_files_are_named_counted_and_the_rest_goes_on(
     data = gzip.compress((FIXTURES / "bulk" / "Patient.ndjson").read_bytes() * 50)
     (folder / "cut.ndjson.gz").write_bytes(data[: len(data) // 2])
     (folder / "notjson.json").write_text("this is not json {")
+    whole = gzip.compress(BUNDLE.read_bytes())
+    (folder / "cut-bundle.json.gz").write_bytes(whole[: len(whole) // 2])
     messages: list[str] = []
     from ehr_risk.ingest.run import ingest
 
     ingest([folder], tmp_path / "out", IngestOptions(), message=messages.append)
     errors = [m for m in messages if m.startswith("error:")]
-    assert len(errors) == 2
+    assert len(errors) == 3
     assert any("cut.ndjson.gz" in m and "truncated gzip" in m for m in errors)
+    assert any("cut-bundle.json.gz" in m and "truncated gzip" in m for m in errors)
     assert any("notjson.json" in m and "not JSON" in m for m in errors)
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert s["files_failed"] == 2 and s["by_resource_type"]["unknown"]["rejected"] == 2
+    assert s["files_failed"] == 3 and s["by_resource_type"]["unknown"]["rejected"] == 3
+    failed = rejects(tmp_path / "out").filter(pl.col("position") == "file")
+    assert sorted(Path(f).name for f in failed["file"].to_list()) == [
+        "cut-bundle.json.gz",
+        "cut.ndjson.gz",
+        "notjson.json",
+    ]
     assert s["by_resource_type"]["Patient"]["converted"] >= 2  # lines before the cut were kept
     assert s["read"] == s["converted"] + s["skipped"] + s["rejected"]
 

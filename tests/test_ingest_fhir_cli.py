@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,29 @@ def test_ingest_in_a_fresh_process_is_light_and_prints_no_patient_data(tmp_path:
     for text in (proc.stdout, proc.stderr, summary):
         for value in PHI:
             assert value not in text
+
+
+def test_help_lists_every_subcommand_without_heavy_imports() -> None:
+    import typer.main
+
+    from ehr_risk.cli import app
+
+    names = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"ingest", "synth", "dataset", "train", "evaluate", "score"} <= set(names)
+    code = (
+        "import sys\nfrom ehr_risk.cli import main\nsys.argv = ['ehr-risk', '--help']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = ('torch', 'mlflow', 'lightning', 'sklearn', 'polars', 'pyarrow', 'pandas', 'orjson')\n"
+        "print('HEAVY=' + ','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "HEAVY="  # only typer: `ehr-risk --help` starts fast
+    # each command opens a line of the command list (rich box or plain click layout)
+    first_words = {ln.strip(" │|").split()[0] for ln in lines[:-1] if ln.strip(" │|")}
+    assert set(names) <= first_words
 
 
 def test_strict_exits_2_with_one_line(

@@ -129,6 +129,20 @@ def test_synthea_counts_match_an_independent_count(
     assert smoking.height == 830 and smoking["text_value"].str.starts_with("SNOMED/").all()
 
 
+def test_validate_gives_the_same_events_on_synthea_bundles(shared_data: Path, tmp_path: Path) -> None:
+    """Real, valid input: the fhir.resources validation path rejects nothing and changes no event
+    (a few bundles: full validation runs at a few thousand resources per second)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in sorted((shared_data / "synthea_fhir_r4_bundles" / "bundles").glob("*.json.gz"))[:4]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    fast = run_ingest([folder], tmp_path / "fast")
+    full = run_ingest([folder], tmp_path / "full", validate=True)
+    assert full["rejected"] == 0 and full["converted"] > 500
+    assert full == fast
+    assert read_events(tmp_path / "full").equals(read_events(tmp_path / "fast"))
+
+
 def test_hl7_examples_ingest_without_a_crash(shared_data: Path, tmp_path: Path) -> None:
     folder = shared_data / "hl7_fhir_r4_examples" / "examples"
     s = run_ingest([folder], tmp_path / "out")

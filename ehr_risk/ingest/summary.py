@@ -18,7 +18,6 @@ class IngestSummary:
     events: int = 0
     files: int = 0
     files_failed: int = 0
-    unit_conversions: Counter[str] = field(default_factory=Counter)
 
     def totals(self) -> dict[str, int]:
         return {
@@ -57,5 +56,4 @@ class IngestSummary:
             },
             "skipped_reasons": by(self.skipped_reasons),
             "rejected_reasons": by(self.rejected_reasons),
-            "unit_conversions": by(self.unit_conversions),
         }
