@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/ehr-risk-quality"))
     ap.add_argument("--models", nargs="+", default=["lr", "gbm", "gru"])
-    ap.add_argument("--gru-epochs", type=int, default=8)
+    ap.add_argument("--gru-epochs", type=int, default=None, help="default: pipelines/train.yaml's max_epochs")
     ap.add_argument("--network", type=json.loads, default={}, help='JSON, e.g. {"dropout": 0.2}')
     ap.add_argument("--n-boot", type=int, default=300)
     ap.add_argument("--reuse", action="store_true", help="reuse the workdir's events and dataset")
@@ -72,13 +72,15 @@ def main() -> None:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     results: dict[str, Any] = {"patients": args.patients, "seed": args.seed, "task": task.name}
     results["exclude_features"] = args.exclude
+    base = load_train_config(REPO / "pipelines" / "train.yaml", {"dataset": str(work / "dataset")})
     for kind in args.models:
         t0 = time.monotonic()
         overrides: dict[str, Any] = {"dataset": str(work / "dataset"), "tasks": [task.name], "model": kind}
         overrides["tracking_uri"] = uri
         overrides["exclude_features"] = args.exclude
         if kind in ("gru", "transformer", "ensemble"):
-            overrides["network"] = {"max_epochs": args.gru_epochs, "patience": 2, **args.network}
+            epochs = {} if args.gru_epochs is None else {"max_epochs": args.gru_epochs}
+            overrides["network"] = {**base.network.model_dump(), **epochs, **args.network}
         result = train(load_train_config(REPO / "pipelines" / "train.yaml", overrides))
         seconds[f"train_{kind}"] = time.monotonic() - t0
         named = [(kind, result.predictor)] + [(f"{kind}/{m.model_kind}", m) for m in result.predictor.members]
