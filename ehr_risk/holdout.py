@@ -100,7 +100,10 @@ def predictions_table(
     split: str = "held_out",
     compare: Sequence[str] | None = None,
     events: Path | None = None,
+    horizons: Sequence[float] = (),
 ) -> pl.DataFrame:
+    """The table of the module docstring. `horizons`: other horizons of the task whose risks the table
+    also holds, as `model_risk_<h>y` (last columns), from the same scoring pass."""
     from ehr_risk.scores.from_records import score_frame
     from ehr_risk.tasks import load_task
 
@@ -112,7 +115,12 @@ def predictions_table(
     risk = risk_column(task, horizon)
     if risk not in predictor.output_columns:
         raise InputDataError(f"the model has no risk at the task's {horizon:g}-year horizon ({risk})")
+    extra = {h: f"{MODEL_COLUMN}_{h:g}y" for h in horizons if h != horizon}
+    lacking = [risk_column(task, h) for h in extra if risk_column(task, h) not in predictor.output_columns]
+    if lacking:
+        raise InputDataError(f"the model has no risk column {', '.join(lacking)}")
     risks = model_risks(predictor, keys, dataset, events)
+    others = [risks.get_column(risk_column(task, h)).alias(c) for h, c in extra.items()]
     out = rows.select(
         *KEYS,
         pl.col(label_column(horizon)).cast(pl.Float64).alias(LABEL_COLUMN),
@@ -124,7 +132,7 @@ def predictions_table(
     if clinical is None:
         if names:
             raise InputDataError(f"{dataset}: features/clinical.parquet is needed to compare with {names}")
-        return out
+        return out.with_columns(others)
     scored = pl.from_pandas(score_frame(clinical, names=names))
     score_cols = []
     for name in names:
@@ -135,4 +143,4 @@ def predictions_table(
     groups = clinical.select(
         pl.col("sex").cast(pl.String), pl.col("race").cast(pl.String), pl.col("age_years").cast(pl.Float64)
     )
-    return pl.concat([out, groups, pl.DataFrame(score_cols)], how="horizontal")
+    return pl.concat([out, groups, pl.DataFrame(score_cols)], how="horizontal").with_columns(others)

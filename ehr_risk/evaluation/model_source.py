@@ -2,8 +2,7 @@
 `ehr-risk evaluate --model … --dataset …` evaluates.
 
 The table comes from `ehr_risk.holdout.predictions_table` (the model and the clinical scores on the same
-rows). It keeps the model's risk at the task's primary horizon; the risks at the task's other horizons, which
-the time-dependent AUC needs, are taken from the same scoring pass (`_Recorder`) rather than a second one.
+rows), with the model's risks at the task's other horizons too, which the time-dependent AUC needs.
 The context carries metadata only (dataset description, cohort flow counts, missingness fractions), never
 patient-level values.
 """
@@ -33,27 +32,6 @@ class ModelPredictions:
     horizon_years: float
     horizons: list[float] = field(default_factory=list)  # the task's horizons the model has a risk for
     horizon_risks: dict[float, str] = field(default_factory=dict)  # horizon -> model risk column
-
-
-class _Recorder:
-    """Delegates to the predictor and keeps every frame of risks it returns (all tasks and horizons)."""
-
-    def __init__(self, predictor: Any) -> None:
-        self._predictor = predictor
-        self.frames: list[pl.DataFrame] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._predictor, name)
-
-    def predict(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
-        out: pl.DataFrame = self._predictor.predict(*args, **kwargs)
-        self.frames.append(out)
-        return out
-
-    def predict_features(self, *args: Any, **kwargs: Any) -> pl.DataFrame:
-        out: pl.DataFrame = self._predictor.predict_features(*args, **kwargs)
-        self.frames.append(out)
-        return out
 
 
 def resolve_compare(task: str, names: Sequence[str]) -> list[str]:
@@ -140,7 +118,7 @@ def model_predictions(
 ) -> ModelPredictions:
     """Score `model` (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/… or a bare run id) on `dataset`."""
     from ehr_risk import registry
-    from ehr_risk.holdout import model_risks, predictions_table
+    from ehr_risk.holdout import MODEL_COLUMN, predictions_table
     from ehr_risk.predictor import risk_column
     from ehr_risk.tasks import load_task
 
@@ -148,25 +126,13 @@ def model_predictions(
     predictor = registry.load_predictor(uri, tracking_uri)
     name = task or predictor.tasks[0]
     task_def = load_task(name)
-    recorder = _Recorder(predictor)
     names = None if compare is None else resolve_compare(name, compare)
-    table = predictions_table(recorder, dataset, name, split=split, compare=names, events=events)
     primary = task_def.primary_horizon
     horizons = [float(h) for h in task_def.horizons_years if risk_column(name, h) in predictor.output_columns]
-    horizon_risks = {primary: "model_risk"}
-    others = {h: f"model_risk_{h:g}y" for h in horizons if h != primary}
-    if others:
-        frames = recorder.frames or [model_risks(predictor, table.select(KEYS), dataset, events)]
-        scored = pl.concat([f.select(*KEYS, *(risk_column(name, h) for h in others)) for f in frames]).unique(
-            subset=KEYS, keep="first"
-        )
-        table = table.join(
-            scored.rename({risk_column(name, h): col for h, col in others.items()}),
-            on=KEYS,
-            how="left",
-            maintain_order="left",
-        )
-        horizon_risks |= others
+    table = predictions_table(
+        predictor, dataset, name, split=split, compare=names, events=events, horizons=horizons
+    )
+    horizon_risks = {primary: MODEL_COLUMN} | {h: f"{MODEL_COLUMN}_{h:g}y" for h in horizons if h != primary}
     reg_name, version, reg_run = registry.describe_model(uri, tracking_uri)
     run_id = str(predictor.metadata.get("run_id") or reg_run or "")
     meta = _read_json(dataset / "dataset.json")
