@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from ehr_risk.cohort import Flow
-from ehr_risk.splits import SPLITS
+from ehr_risk.splits import SPLITS, temporal_holdout_subjects
 from ehr_risk.tasks import Task, horizon_days, label_column
 
 
@@ -84,8 +84,8 @@ def task_report(labels: pl.DataFrame, flow: Flow, splits: pl.DataFrame, task: Ta
         "overall": horizon_stats(labels, task),
         "splits": per_split,
     }
-    if "temporal_holdout" in splits.columns and splits["temporal_holdout"].null_count() < splits.height:
-        late = splits.filter(pl.col("temporal_holdout")).select("subject_id")
+    late = temporal_holdout_subjects(splits)
+    if late is not None:
         # A part of held_out (see ehr_risk.splits), reported on its own.
         report["temporal_holdout"] = horizon_stats(labels.join(late, on="subject_id", how="semi"), task)
     return report

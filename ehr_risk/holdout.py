@@ -19,6 +19,7 @@ import polars as pl
 
 from ehr_risk.errors import InputDataError
 from ehr_risk.predictor import risk_column
+from ehr_risk.splits import temporal_holdout_subjects
 from ehr_risk.tasks import label_column
 
 KEYS = ["subject_id", "prediction_time"]
@@ -45,14 +46,11 @@ def split_rows(dataset: Path, task: str, split: str) -> pl.DataFrame:
         return labels.sort(KEYS)
     splits = _read(dataset / "splits.parquet", "splits")
     if split == "temporal_holdout":
-        if (
-            "temporal_holdout" not in splits.columns
-            or splits["temporal_holdout"].null_count() == splits.height
-        ):
+        late = temporal_holdout_subjects(splits)
+        if late is None:
             raise InputDataError(
                 f"{dataset}: built without a temporal hold-out (ehr-risk dataset --temporal-holdout)"
             )
-        late = splits.filter(pl.col("temporal_holdout")).select("subject_id")
         rows = labels.join(late, on="subject_id", how="semi")
     else:
         rows = labels.join(splits.select("subject_id", "split"), on="subject_id", how="inner")

@@ -89,11 +89,19 @@ def with_temporal_holdout(splits: pl.DataFrame, flags: pl.Series) -> pl.DataFram
     )
 
 
+def temporal_holdout_subjects(splits: pl.DataFrame) -> pl.DataFrame | None:
+    """The subject_id of every temporal hold-out subject; None when the splits were made without one."""
+    if "temporal_holdout" not in splits.columns or splits["temporal_holdout"].null_count() == splits.height:
+        return None
+    return splits.filter(pl.col("temporal_holdout")).select("subject_id")
+
+
 def split_summary(splits: pl.DataFrame) -> dict[str, float]:
     """Fraction of subjects per split (for the report), and of temporal hold-out subjects if flagged."""
     n = max(splits.height, 1)
     counts = dict(splits.group_by("split").len().iter_rows())
     out = {s: counts.get(s, 0) / n for s in SPLITS}
-    if "temporal_holdout" in splits.columns and splits["temporal_holdout"].null_count() < splits.height:
-        out["temporal_holdout"] = int(splits["temporal_holdout"].sum()) / n
+    late = temporal_holdout_subjects(splits)
+    if late is not None:
+        out["temporal_holdout"] = late.height / n
     return out
