@@ -7,6 +7,12 @@ risk) on exactly the same held-out rows. Prints JSON.
 `--models ensemble` also reports each member (trained once, inside the ensemble). `--exclude` leaves tabular
 features out of every model, e.g. `--exclude '*:sd_*' '*:slope_*'`: the windowed counts and last values
 only, to see what the sequence model finds in the history that such a table misses.
+
+When gradient boosting and a sequence model (GRU or transformer) both ran, `sequence_vs_gbm` gives their
+paired AUROC difference (subject-level bootstrap) on all held-out rows and on the rows where the generator
+planted temporal effects: the truth file's `temporal_active` (a rising-pressure phase, a statin refill gap
+or an unstable phase on at the landmark) and the top quintile of its `temporal_log_hr` (those plus the
+person's SBP variability and visit-rate burden), the signal that only the history shows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def truth_column(work: Path, table: pl.DataFrame, horizon: int) -> pl.DataFrame:
-    """The generator's true ascvd risk at each row's landmark, joined through the private id map."""
+    """The generator's true ascvd risk at each row's landmark (and its temporal part), joined through the
+    private id map."""
     ids = pl.read_parquet(work / "events" / "private" / "subject_ids.parquet")
     truth = pl.read_parquet(work / "raw" / "truth" / "risk.parquet").filter(
         (pl.col("outcome") == "ascvd") & (pl.col("horizon_years") == horizon)
@@ -32,6 +39,8 @@ def truth_column(work: Path, table: pl.DataFrame, horizon: int) -> pl.DataFrame:
         "subject_id",
         pl.col("landmark").cast(pl.Datetime("us")).alias("prediction_time"),
         pl.col("risk").alias("oracle"),
+        "temporal_active",
+        "temporal_log_hr",
     )
     return table.join(truth, on=["subject_id", "prediction_time"], how="left", maintain_order="left")
 
@@ -73,6 +82,7 @@ def main() -> None:
     results: dict[str, Any] = {"patients": args.patients, "seed": args.seed, "task": task.name}
     results["exclude_features"] = args.exclude
     base = load_train_config(REPO / "pipelines" / "train.yaml", {"dataset": str(work / "dataset")})
+    tables: dict[str, pl.DataFrame] = {}
     for kind in args.models:
         t0 = time.monotonic()
         overrides: dict[str, Any] = {"dataset": str(work / "dataset"), "tasks": [task.name], "model": kind}
@@ -85,15 +95,20 @@ def main() -> None:
         seconds[f"train_{kind}"] = time.monotonic() - t0
         named = [(kind, result.predictor)] + [(f"{kind}/{m.model_kind}", m) for m in result.predictor.members]
         for name, predictor in named:
-            entry = quality_entry(work, predictor, task, args.n_boot)
+            entry, tables[name] = quality_entry(work, predictor, task, args.n_boot)
             results[name] = entry
             print(json.dumps({name: entry}, default=str), flush=True)
+    for seq, gbm in sequence_gbm_pairs(list(tables)):
+        entry = sequence_vs_gbm(tables[seq], tables[gbm], task, args.n_boot)
+        results[f"sequence_vs_gbm:{seq}"] = entry
+        print(json.dumps({f"sequence_vs_gbm:{seq}": entry}, default=str), flush=True)
     results["seconds"] = {k: round(v, 1) for k, v in seconds.items()}
     print(json.dumps(results, indent=2, default=str))
 
 
-def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> dict[str, Any]:
-    """Held-out AUROC, calibration slope and Brier, and the paired comparisons with the PCE and oracle."""
+def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> tuple[dict[str, Any], pl.DataFrame]:
+    """Held-out AUROC, calibration slope and Brier, and the paired comparisons with the PCE and oracle;
+    also the held-out predictions table."""
     from ehr_risk.evaluation import evaluate
     from ehr_risk.holdout import MODEL_COLUMN, predictions_table
 
@@ -119,7 +134,59 @@ def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> dict[st
             f"{other}_auroc": paired.get("score_auroc"),
             "delta_auroc": paired.get("delta_auroc"),
         }
-    return entry
+    return entry, table
+
+
+def sequence_gbm_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(sequence model, gradient boosting) pairs among the trained names: a standalone `gru` or
+    `transformer` against a standalone `gbm`, ensemble members against the same ensemble's `gbm`."""
+    pairs = []
+    for name in names:
+        prefix, _, kind = name.rpartition("/")
+        gbm = f"{prefix}/gbm" if prefix else "gbm"
+        if kind in ("gru", "transformer") and gbm in names:
+            pairs.append((name, gbm))
+        elif kind in ("gru", "transformer") and "gbm" in names:
+            pairs.append((name, "gbm"))
+    return pairs
+
+
+def sequence_vs_gbm(seq: pl.DataFrame, gbm: pl.DataFrame, task: Any, n_boot: int) -> dict[str, Any]:
+    """Paired AUROC of the sequence model minus gradient boosting, on all rows and where the generator
+    planted temporal effects (see the module docstring)."""
+    from ehr_risk.evaluation import evaluate
+    from ehr_risk.holdout import MODEL_COLUMN
+
+    keys = ["subject_id", "prediction_time"]
+    table = seq.join(gbm.select(*keys, pl.col(MODEL_COLUMN).alias("gbm")), on=keys, how="left")
+    cut = table.filter(pl.col("label").is_not_null()).get_column("temporal_log_hr").quantile(0.8)
+    subsets = {
+        "all": table,
+        "temporal_active": table.filter(pl.col("temporal_active").fill_null(False)),
+        "temporal_log_hr_top_quintile": table.filter(pl.col("temporal_log_hr") >= cut),
+        "no_temporal_effect_on": table.filter(~pl.col("temporal_active").fill_null(True)),
+    }
+    out: dict[str, Any] = {}
+    for name, rows in subsets.items():
+        ev = evaluate(
+            rows,
+            model=MODEL_COLUMN,
+            compare=["gbm"],
+            horizon_years=task.primary_horizon,
+            time_to_event=None,
+            subgroups=(),
+            n_boot=n_boot,
+        )
+        m = ev.metrics
+        paired = m["comparisons"]["gbm"]["paired"]
+        out[name] = {
+            "n_rows": m["counts"]["rows_evaluated"],
+            "n_events": m["counts"]["events"],
+            "sequence_auroc": paired.get("model_auroc"),
+            "gbm_auroc": paired.get("score_auroc"),
+            "delta_auroc": paired.get("delta_auroc"),
+        }
+    return out
 
 
 if __name__ == "__main__":

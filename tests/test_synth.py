@@ -13,9 +13,10 @@ from sklearn.metrics import roc_auc_score
 from ehr_risk.synth import codes as C
 from ehr_risk.synth.generate import Chunk, SynthOptions, simulate_chunk
 from ehr_risk.synth.hazards import Covariates, hazards
+from ehr_risk.synth.life import advance
 from ehr_risk.synth.params import DEFAULT, OUTCOMES, SynthParams
 from ehr_risk.synth.state import day_of, initial_population
-from ehr_risk.synth.truth import landmark_risk
+from ehr_risk.synth.truth import history_effects, landmark_risk
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +234,35 @@ def test_statin_refill_gaps_raise_the_true_risk_of_non_adherent_users_only() -> 
 
     assert mean_risk(0.0, DEFAULT) == pytest.approx(mean_risk(0.0, no_gap_effect))  # no gaps, no effect
     assert mean_risk(0.5, DEFAULT) > 1.3 * mean_risk(0.5, no_gap_effect)
+
+
+def test_history_effects_are_the_temporal_terms_of_the_next_years_hazards() -> None:
+    """`temporal_log_hr` equals the hazard the temporal covariates add in the landmark year, wherever
+    that year does not start a new rising or unstable phase (those are drawn after the landmark)."""
+    rng = np.random.default_rng(8)
+    s = initial_population(3000, rng, DEFAULT)
+    s.birth_day[:] = day_of(1950)
+    s.enroll_day[:] = day_of(2000)
+    s.started[:] = True
+    s.rise_left[:1000], s.rise_slope[:1000] = 3, 4.0
+    s.unstable_left[1000:1500] = 1
+    s.statin[1500:2500], s.miss_y1[1500:2000] = 1, 2
+    log_hr, active = history_effects(s, DEFAULT)
+    before = s.copy()
+    y = advance(s, 2010, np.random.default_rng(9), DEFAULT)
+    plain = replace(y.cov)
+    plain.sbp_rise = np.zeros(s.n)
+    plain.statin_gap = plain.unstable = np.zeros(s.n, bool)
+    plain.bp_variability = plain.burden = np.zeros(s.n)
+    h, h0 = hazards(y.cov, DEFAULT), hazards(plain, DEFAULT)
+    same = (y.cov.sbp_rise == np.where(before.rise_left > 0, before.rise_slope, 0.0)) & ~y.unstable_first
+    assert same.mean() > 0.9 and active["ascvd"][same].sum() >= 1400
+    for k in ("ascvd", "hf", "death_other"):
+        np.testing.assert_allclose(np.log(h[k] / h0[k])[same], log_hr[k][same], atol=1e-9)
+    for k in ("t2d", "ckd"):
+        assert not active[k].any() and not log_hr[k].any()
+    assert active["ascvd"][:1000].all() and active["hf"][:1000].all() and not active["hf"][1000:].any()
+    assert active["death_other"][1000:1500].all() and active["ascvd"][1500:2000].all()
 
 
 def test_emergency_clusters_in_records_mark_higher_true_risk(chunk: Chunk) -> None:

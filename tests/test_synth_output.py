@@ -98,6 +98,10 @@ def test_truth_table_is_separate_and_matches_patients(ndjson: Path) -> None:
     assert truth and {r["source_id"] for r in truth} <= ids
     assert {r["outcome"] for r in truth} == {"ascvd", "hf", "t2d", "ckd", "death_other"}
     assert all(r["risk"] is None or 0 <= r["risk"] <= 1 for r in truth)
+    assert not any(
+        r["temporal_active"] or r["temporal_log_hr"] for r in truth if r["outcome"] in ("t2d", "ckd")
+    )
+    assert any(r["temporal_active"] for r in truth if r["outcome"] == "ascvd")
     assert (ndjson / "truth" / "README").read_text().startswith("risk.parquet")
     assert not list((ndjson / "fhir").glob("*risk*"))
 

@@ -229,7 +229,10 @@ def _truth_rows(
     pos[kept] = np.arange(len(kept))
     cols: dict[str, list[Array]] = {
         c: []
-        for c in ("pat", "landmark", "outcome", "horizon", "risk", "prevalent", "age", "event_day", "end_day")
+        for c in (
+            *("pat", "landmark", "outcome", "horizon", "risk", "prevalent", "age", "event_day", "end_day"),
+            *("temporal_log_hr", "temporal_active"),
+        )
     }
     data_end = np.minimum(s.death_day, end_day)
     for lr in risks:
@@ -252,6 +255,8 @@ def _truth_rows(
                 cols["age"].append(lr.age[sel])
                 cols["event_day"].append(first[people])
                 cols["end_day"].append(data_end[people])
+                cols["temporal_log_hr"].append(lr.temporal_log_hr[k][sel])
+                cols["temporal_active"].append(lr.temporal_active[k][sel])
     return {c: (np.concatenate(v) if v else np.zeros(0)) for c, v in cols.items()}
 
 

@@ -61,6 +61,8 @@ def truth_table(ch: Chunk) -> pa.Table:
             "sex": pa.array(["female", "male"], pa.string()).take(ch.state.male[pat].astype(np.int64)),
             "event_time": _timestamps(t["event_day"].astype(np.int64)),
             "end_time": _timestamps(t["end_day"].astype(np.int64)),
+            "temporal_log_hr": pa.array(t["temporal_log_hr"].astype(np.float32)),
+            "temporal_active": pa.array(t["temporal_active"].astype(bool)),
         }
     )
 
@@ -95,6 +97,8 @@ class TruthWriter:
             "risk.parquet: true cumulative incidence of each outcome (ascvd, hf, t2d, ckd, death_other) over "
             "each horizon from each landmark, computed from the generator's hazard model given the full "
             "simulated state at the landmark, with death as a competing risk (see ehr_risk/synth/truth.py). "
+            "temporal_log_hr / temporal_active: the log-hazard the planted temporal effects add at the "
+            "landmark, and whether a time-varying one is on. "
             "Rows: people alive, adult and with records before the landmark. Never part of the records; join "
             "on source_id = FHIR Patient.id / Synthea patients.Id.\n"
             f"seed={o.seed} patients={o.patients} landmarks={landmarks} horizons={horizons} "

@@ -13,6 +13,14 @@ and the true risk is the mean of CIF_k(H) over replicates. Competing deaths: for
 causes; for death_other, fatal ASCVD; for HF, T2D and CKD, both. The ASCVD hazard is taken with the
 prior-ASCVD status of the landmark (first event for people without one, a recurrence for the others).
 Outcomes already present at the landmark (HF, T2D, CKD) have no onset risk (null).
+
+Each row also carries the part of the outcome's log-hazard that the planted temporal effects contribute at
+the landmark, from the history alone (`history_effects`): an ongoing rising-pressure phase, a statin
+refill gap, an unstable phase that began in the year before, the person's visit-to-visit SBP variability
+and visit-rate burden. The records show these only as patterns over time (a rising slope, missing refills,
+a cluster of emergency visits, spread between readings, visit counts), so this is the signal a sequence
+model can find and a table of last values cannot; `temporal_active` marks rows where one of the
+time-varying ones (rise, gap, unstable) is on for that outcome.
 """
 
 from __future__ import annotations
@@ -36,6 +44,40 @@ class LandmarkRisk:
     age: Array
     risk: dict[str, Array]  # outcome → (n, n_horizons), NaN where prevalent
     prevalent: dict[str, Array]
+    temporal_log_hr: dict[str, Array]  # outcome → (n,): log-hazard from the planted temporal effects
+    temporal_active: dict[str, Array]  # outcome → (n,): a time-varying effect of that outcome is on
+
+
+def history_effects(s: State, p: SynthParams) -> tuple[dict[str, Array], dict[str, Array]]:
+    """Per outcome, the temporal effects' log-hazard at the start of the next year and whether a
+    time-varying one is on, from the state alone (what has happened, not what the next year draws):
+    the terms of `hazards.hazards` that carry sbp_rise, statin_gap, unstable, bp_variability, burden."""
+    rise = np.where(s.rise_left > 0, s.rise_slope, 0.0)
+    gap = (s.statin > 0) & (s.miss_y1 + s.miss_y2 >= 2)
+    unstable = s.unstable_left > 0
+    a, h, d = p.ascvd, p.hf, p.death
+    burden = np.log(s.intensity)
+    zero = np.zeros(s.n)
+    log_hr = {
+        "ascvd": a.sbp_rise * rise
+        + a.statin_gap * gap
+        + a.unstable * unstable
+        + a.bp_variability * s.u_bpv
+        + a.burden * burden,
+        "hf": h.sbp_rise * rise,
+        "t2d": zero,
+        "ckd": zero,
+        "death_other": d.unstable * unstable + d.burden * burden,
+    }
+    off = np.zeros(s.n, bool)
+    active = {
+        "ascvd": (rise > 0) | gap | unstable,
+        "hf": rise > 0,
+        "t2d": off,
+        "ckd": off,
+        "death_other": unstable,
+    }
+    return log_hr, active
 
 
 def landmark_risk(
@@ -83,6 +125,7 @@ def landmark_risk(
             for k in OUTCOMES:
                 out[k][:, col] = cif[k].reshape(replicates, n).mean(axis=0)
     s0 = state.take(person)
+    log_hr, active = history_effects(s0, p)
     prevalent = {
         "ascvd": s0.n_ascvd > 0,
         "hf": s0.hf_day < day,
@@ -92,4 +135,12 @@ def landmark_risk(
     }
     for k in ("hf", "t2d", "ckd"):
         out[k][prevalent[k]] = np.nan
-    return LandmarkRisk(landmark_day=day, person=person, age=age[person], risk=out, prevalent=prevalent)
+    return LandmarkRisk(
+        landmark_day=day,
+        person=person,
+        age=age[person],
+        risk=out,
+        prevalent=prevalent,
+        temporal_log_hr=log_hr,
+        temporal_active=active,
+    )
