@@ -12,7 +12,10 @@ When gradient boosting and a sequence model (GRU or transformer) both ran, `sequ
 paired AUROC difference (subject-level bootstrap) on all held-out rows and on the rows where the generator
 planted temporal effects: the truth file's `temporal_active` (a rising-pressure phase, a statin refill gap
 or an unstable phase on at the landmark) and the top quintile of its `temporal_log_hr` (those plus the
-person's SBP variability and visit-rate burden), the signal that only the history shows.
+person's SBP variability and visit-rate burden), the signal that only the history shows. Each model's
+`temporal_headroom` is the AUROC it would reach if the truth's temporal log-hazard were added to it: what
+is left in those effects for any model to win. `benchmarks/quality_pool.py` pools the comparison over
+cohorts of several seeds.
 """
 
 from __future__ import annotations
@@ -134,7 +137,29 @@ def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> tuple[d
             f"{other}_auroc": paired.get("score_auroc"),
             "delta_auroc": paired.get("delta_auroc"),
         }
+    entry["temporal_headroom"] = temporal_headroom(table)
     return entry, table
+
+
+def temporal_headroom(table: pl.DataFrame) -> dict[str, float]:
+    """How much AUROC the planted temporal effects could still add to the model: the model's logit plus
+    the truth's `temporal_log_hr` in a logistic regression, cross-fitted over two halves of the subjects,
+    against the model alone. A model that read those effects perfectly from the history would gain
+    nothing; the gain bounds what any model can win from them over this one."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    rows = table.filter(pl.col("label").is_not_null() & pl.col("temporal_log_hr").is_not_null())
+    y = rows.get_column("label").to_numpy()
+    risk = np.clip(rows.get_column("model_risk").to_numpy(), 1e-6, 1 - 1e-6)
+    x = np.column_stack([np.log(risk / (1 - risk)), rows.get_column("temporal_log_hr").to_numpy()])
+    half = rows.get_column("subject_id").to_numpy() % 2 == 0
+    combined = np.zeros(len(y))
+    for fit in (half, ~half):
+        combined[~fit] = LogisticRegression().fit(x[fit], y[fit]).decision_function(x[~fit])
+    alone = float(roc_auc_score(y, x[:, 0]))
+    return {"model_auroc": alone, "with_true_temporal_auroc": float(roc_auc_score(y, combined))}
 
 
 def sequence_gbm_pairs(names: list[str]) -> list[tuple[str, str]]:
