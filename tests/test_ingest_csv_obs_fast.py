@@ -205,3 +205,50 @@ def test_hashed_lookup_builds_once_and_refuses_a_disagreeing_second_hash(
     )
     collide = HashedLookup(["k"], build)
     assert collide.rows(pl.DataFrame({"k": ["a", "b"]})) is None
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_subject_ids_by_runs_or_by_hashed_lookup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grouped: bool
+) -> None:
+    """A PATIENT column in long runs (as exports write it) takes one pseudonym per run, an interleaved
+    one the hashed lookup; both give the careful converter's events, and new (CODE, UNITS, TYPE)
+    triples in later batches are planned when they first appear."""
+    monkeypatch.setattr(csv_read, "BLOCK_BYTES", 2000)
+    patients = [f"p-000{1 + (i // 40 if grouped else i % 3)}" for i in range(120)]
+    kinds = [("8480-6", "120", "mm[Hg]", "numeric"), ("2093-3", "5.5", "mmol/L", "numeric")]
+    kinds.append(("72166-2", "Never smoker", "", "text"))
+    rows = [
+        (f"2015-01-{1 + i % 28:02d}", p, k[0], "x", *k[1:])
+        for i, p in enumerate(patients)
+        for k in [kinds[i // 50]]
+    ]
+    looked_up: list[int] = []  # rows handed to the subject lookup, batch by batch
+    real = csv_lookup.HashedLookup.rows
+
+    def counted(self: csv_lookup.HashedLookup, keys: pl.DataFrame) -> np.ndarray | None:
+        looked_up.append(keys.height)
+        return real(self, keys)
+
+    monkeypatch.setattr(csv_lookup.HashedLookup, "rows", counted)
+    fast, careful = _run_both(tmp_path, rows, monkeypatch)
+    assert fast >= 3 and careful == 0
+    rows_per_batch = 120 / fast
+    if grouped:  # one key per run: at most two runs in a batch of ~30 rows
+        assert max(looked_up) <= 2
+    else:
+        assert min(looked_up) >= rows_per_batch // 2
+
+
+def test_a_triple_whose_hash_collides_takes_the_careful_converter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every (CODE, UNITS, TYPE) hashed alike, the plan joins each row to the first triple planned:
+    rows of any other triple fail the check of the joined triple, so their batches take the careful
+    converter, and the output is still the careful converter's."""
+    monkeypatch.setattr(csv_read, "BLOCK_BYTES", 400)
+    monkeypatch.setattr(csv_synthea_obs, "key_hash", lambda columns: pl.lit(7, dtype=pl.UInt64))
+    same = [("2015-01-10T09:00:00Z", "p-0001", "8480-6", "SBP", "120", "mm[Hg]", "numeric")] * 12
+    other = [("2015-02-10T09:00:00Z", "p-0002", "2093-3", "Chol", "5.2", "mmol/L", "numeric")] * 6
+    fast, careful = _run_both(tmp_path, same + other, monkeypatch)
+    assert fast >= 1 and careful >= 1

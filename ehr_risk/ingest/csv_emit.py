@@ -40,8 +40,8 @@ class CsvFile:
         self.bad = BadRows()
         self._pending: list[tuple[int, str, str | None]] = []
         self._held: list[tuple[int, str, str | None]] = []
-        # previous batch: its keys, and the rows so far of those seen more than once (the others: one)
-        self._carry: tuple[np.ndarray, dict[int, int]] | None = None
+        # previous batch: its distinct keys (sorted) and each one's row count so far
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None
 
     def reject(self, rows: pl.DataFrame, reason: str, columns: list[str]) -> None:
         """Reject every row of `rows` (which has `_line` and the raw string `columns`) with one reason.
@@ -92,42 +92,36 @@ class CsvFile:
 
         Same-key rows further apart than one batch get the same rank, so the later one counts as a
         duplicate record in the summary (documented; Synthea writes a record's rows together).
-        One sort of the batch's keys finds the few rows that need a rank (a key repeated in this batch,
-        or met in the previous one: a binary search in its sorted keys); only those are counted, in row
-        order.
+        Vectorised: a sort of the batch's keys groups equal keys (numpy's vectorised sort; the few groups
+        of more than one row are then put back in row order), a row's rank is its place in its group
+        plus the key's count in the previous batch (a binary search in that batch's sorted distinct keys).
         """
         n = len(key)
-        ordered = np.sort(key)
-        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-        carried = self._carry
-        # sorted against sorted first (cache-friendly); row by row only when some key is shared
-        in_prior = None
-        if carried is not None and _member(carried[0], ordered).any():
-            in_prior = _member(carried[0], key)
-        rank = np.zeros(n, dtype=np.int64)
-        counts: dict[int, int] = {}
-        if len(repeated) or (in_prior is not None and in_prior.any()):
-            special = np.isin(key, repeated) if len(repeated) else np.zeros(n, dtype=bool)
-            if in_prior is not None:
-                special |= in_prior
-            prior = carried[1] if carried is not None else {}
-            for i in np.flatnonzero(special).tolist():
-                k = int(key[i])
-                c = counts.get(k)
-                if c is None:  # first row of the key in this batch: starts after the previous batch's rows
-                    c = prior.get(k, 1) if in_prior is not None and in_prior[i] else 0
-                rank[i] = c
-                counts[k] = c + 1
-        self._carry = (ordered, {k: c for k, c in counts.items() if c > 1})
+        if not n:
+            self._carry = (key, np.zeros(0, dtype=np.int64))
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(key)
+        ordered = key[order]
+        first = np.empty(n, dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        group = np.cumsum(first) - 1
+        shared = np.flatnonzero(~first)  # rows after the first of their group: groups of several rows
+        if len(shared):
+            rows = np.unique(np.concatenate([shared, shared - 1]))
+            order[rows] = order[rows][np.lexsort((order[rows], group[rows]))]
+        distinct = ordered[starts]
+        offset = np.zeros(len(starts), dtype=np.int64)
+        if self._carry is not None and len(self._carry[0]):
+            before, counts = self._carry
+            pos = np.minimum(np.searchsorted(before, distinct), len(before) - 1)
+            hit = before[pos] == distinct
+            offset[hit] = counts[pos[hit]]
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - starts[group] + offset[group]
+        self._carry = (distinct, offset + np.diff(np.append(starts, n)))
         return rank
-
-
-def _member(ordered: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Whether each key is in the sorted array `ordered`."""
-    if not len(ordered):
-        return np.zeros(len(key), dtype=bool)
-    pos = np.minimum(np.searchsorted(ordered, key), len(ordered) - 1)
-    return np.asarray(ordered[pos] == key)
 
 
 def keyed(

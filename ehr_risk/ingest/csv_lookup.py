@@ -68,3 +68,8 @@ def _hash(columns: list[str], seed: int) -> pl.Expr:
     for i, name in enumerate(columns[1:], 1):
         combined = combined ^ pl.col(name).hash(seed=seed + 7919 * i)
     return combined
+
+
+def key_hash(columns: list[str]) -> pl.Expr:
+    """The lookup's first 64-bit hash of the key columns (stable within a process), for joins on it."""
+    return _hash(columns, _SEED)

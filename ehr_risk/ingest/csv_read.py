@@ -109,9 +109,10 @@ def _blocks(path: Path) -> Iterator[bytes]:
     """The file's data lines (header removed) in ~BLOCK_BYTES pieces cut at line ends.
 
     Read block by block (arrow's own streaming CSV reader reads the whole file ahead, so its memory grows
-    with the input); this keeps it at a few blocks. A plain file is read with `pread` at each block's
-    start, twice where the block must be cut short: a second read of the page cache costs less than
-    slicing a copy out of the first.
+    with the input); this keeps it at a few blocks. A plain file is read with `preadv` into one reused
+    buffer and each block copied out once, cut at its last line end: a fresh buffer per read (or a second
+    read of the cut block) costs page faults on every block (64× Synthea observations: 0.07 s against
+    0.15 s of reads). The last block (a small file's only one) is read as it is.
     """
     if path.name.lower().endswith(".gz"):
         yield from _stream_blocks(path)
@@ -119,7 +120,7 @@ def _blocks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         fd = fh.fileno()
         size = os.fstat(fd).st_size
-        want, off = BLOCK_BYTES, -1
+        want, off = 1 << 16, -1
         while off < 0:  # the header line
             data = os.pread(fd, want, 0)
             end = data.find(b"\n")
@@ -127,20 +128,29 @@ def _blocks(path: Path) -> Iterator[bytes]:
                 want *= 2
                 continue
             off = end + 1 if end >= 0 else size
-        want = BLOCK_BYTES
+        buffer = bytearray(0)  # allocated for the first block that is not the file's last
         while off < size:
-            data = os.pread(fd, want, off)
-            if not data:
+            if size - off <= max(len(buffer), BLOCK_BYTES):  # the rest is the last block: read it as is
+                yield os.pread(fd, size - off, off)
                 return
-            if off + len(data) >= size:
-                yield data
+            if len(buffer) < BLOCK_BYTES:
+                buffer = bytearray(BLOCK_BYTES)
+            n = os.preadv(fd, [buffer], off)
+            if not n:
                 return
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # a line longer than a block: read on
-                want *= 2
+            with memoryview(buffer) as view:
+                if off + n >= size:
+                    yield bytes(view[:n])
+                    return
+                cut = buffer.rfind(b"\n", 0, n) + 1
+                if cut:
+                    yield bytes(view[:cut])
+            if not cut:  # a line longer than a block: read on with a larger buffer
+                buffer = bytearray(2 * len(buffer))
                 continue
-            yield data if cut == len(data) else os.pread(fd, cut, off)
-            off, want = off + cut, BLOCK_BYTES
+            off += cut
+            if len(buffer) > BLOCK_BYTES:
+                buffer = bytearray(BLOCK_BYTES)
 
 
 def _stream_blocks(path: Path) -> Iterator[bytes]:

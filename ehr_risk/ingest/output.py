@@ -5,13 +5,13 @@ frames from bulk readers. A load whose events fit in `MEMORY_BUDGET` bytes (the 
 own blocks take, so holding them barely raises the peak) is held in memory and never spilled: `finish()`
 orders it once by (shard, subject_id, time) and writes each shard from its rows. Past the budget the
 held frames, and from then on every `SPILL_ROWS` events, are appended to the load's one spill file
-(Arrow IPC) as one record batch per shard (shard = subject_id mod n_shards), so memory holds a small
-buffer, not the input, and the number of files does not grow with spills or shards; `finish()` then
-builds each shard from its record batches (read, not memory-mapped, so pages do not pile up in the
-process). Either way, plus the existing shard in incremental mode: duplicate records (same record_id)
-are kept once, the newest load winning, then rows are sorted by (subject_id, time) with static rows
-first, ties in (load, record ordinal, arrival) order, and the shard is written through the `events`
-schema.
+(`output_spill.SpillFile`: Arrow IPC, one record batch per shard present, shard = subject_id mod
+n_shards), so memory holds a small buffer, not the input; `finish()` then builds each shard from its
+record batches in Arrow (`output_spill.shard_table`: order and duplicates decided on the key columns,
+rows taken once). Either way, plus the existing shard in incremental mode: duplicate records (same
+record_id) are kept once, the newest load winning, then rows are sorted by (subject_id, time) with
+static rows first, ties in (load, record ordinal, arrival) order, and the shard is written through the
+`events` schema, one column converted at a time so a shard is held about once while it is written.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ehr_risk.events import EVENT_DTYPES
-from ehr_risk.ingest.output_order import deduplicate, shard_order, sort_events
+from ehr_risk.ingest.output_order import deduplicate, shard_order
+from ehr_risk.ingest.output_spill import SpillFile, narrow_array, shard_table
 from ehr_risk.tables import load_schema, write_table
 
 SPILL_DTYPES: dict[str, pl.DataType] = {**EVENT_DTYPES, "_seq": pl.Int64()}  # `_load` is set by the writer
@@ -53,23 +54,12 @@ def arrow_table(frame: pl.DataFrame, name: str) -> pa.Table:
     target = load_schema(name).arrow
     narrow = {f.name for f in target if f.type == pa.string()}
     columns = [
-        pa.chunked_array([_narrow(c) for c in col.chunks], pa.string())
+        pa.chunked_array([narrow_array(c) for c in col.chunks], pa.string())
         if col.type == pa.large_string() and col_name in narrow
         else col
         for col_name, col in zip(table.column_names, table.columns, strict=True)
     ]
     return pa.Table.from_arrays(columns, names=table.column_names)
-
-
-def _narrow(array: pa.Array) -> pa.Array:
-    validity, offsets, data = array.buffers()
-    if offsets is None or data is None:  # odd layouts (no buffers): left to `conform`'s cast
-        return array
-    wide = np.frombuffer(offsets, dtype=np.int64)[: array.offset + len(array) + 1]
-    if len(wide) and wide[-1] >= 1 << 31:  # over 2 GiB of text in one chunk: too big for `string`
-        return array
-    narrow = pa.py_buffer(wide.astype(np.int32))
-    return pa.Array.from_buffers(pa.string(), len(array), [validity, narrow, data], offset=array.offset)
 
 
 def shard_name(k: int) -> str:
@@ -100,9 +90,7 @@ class EventWriter:
         self.tmp = out / ".ingest-tmp"
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
-        self._writer: pa.ipc.RecordBatchFileWriter | None = None  # the spill file, opened at the first spill
-        self._batches = 0
-        self._where: dict[int, list[int]] = {}  # shard → its record batches in the spill file
+        self._spill = SpillFile(self.tmp / "spill.arrow", n_shards, load_no)  # opened at the first spill
         self.rows = 0
         self.descriptions: dict[str, str] = {}
         self._reset()
@@ -215,7 +203,7 @@ class EventWriter:
         budget and `spill_rows` whatever the input size."""
         self._staged.append(frame)
         self._staged_rows += frame.height
-        if self._writer is None:  # nothing spilled yet: hold the load while it fits the budget
+        if not self._spill.opened:  # nothing spilled yet: hold the load while it fits the budget
             self._staged_bytes += int(frame.estimated_size())
             if self._staged_bytes <= self.memory_budget:
                 return
@@ -226,39 +214,7 @@ class EventWriter:
         if self._staged:
             frame = pl.concat(self._staged, how="vertical") if len(self._staged) > 1 else self._staged[0]
             self._staged, self._staged_rows, self._staged_bytes = [], 0, 0
-            self._spill(frame)
-
-    def _spill(self, frame: pl.DataFrame) -> None:
-        """Append the frame to the spill file: its rows ordered by shard (stable), one record batch per
-        shard present, and note which batches hold each shard.
-
-        One uncompressed Arrow IPC file for the whole load (not one per shard or per spill: creating and
-        opening files is what costs at many shards and small spills); `finish` reads one shard's batches
-        without reading the rest. feather.write_feather is avoided: it imports pandas.
-        """
-        if frame.is_empty():
-            return
-        shard = (frame.get_column("subject_id") % self.n_shards).alias("_shard")
-        frame = frame.with_columns(shard).sort("_shard", maintain_order=True)
-        bounds = np.searchsorted(frame.get_column("_shard").to_numpy(), np.arange(self.n_shards + 1))
-        # offset-based strings (a slice of polars' string views would carry all the batch's text)
-        table = frame.drop("_shard").to_arrow()
-        if self._writer is None:
-            self._writer = pa.ipc.new_file(self.tmp / "spill.arrow", table.schema)
-        for k in np.flatnonzero(np.diff(bounds)).tolist():
-            for batch in table.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])).to_batches():
-                self._writer.write_batch(batch)
-                self._where.setdefault(k, []).append(self._batches)
-                self._batches += 1
-
-    def _read_shard(self, reader: pa.ipc.RecordBatchFileReader | None, k: int) -> list[pl.DataFrame]:
-        """The spilled rows of shard `k`, in spill order, handed to polars as one table. The file is read,
-        not memory-mapped: mapped pages would stay in the process until the last shard is written."""
-        if reader is None or k not in self._where:
-            return []
-        frame = pl.from_arrow(pa.Table.from_batches([reader.get_batch(i) for i in self._where[k]]))
-        assert isinstance(frame, pl.DataFrame)
-        return [frame]
+            self._spill.write(frame)
 
     def _in_memory(self) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
         """The held load (never spilled) as one frame, the row order that sorts it by (shard, subject_id,
@@ -283,15 +239,12 @@ class EventWriter:
         Only duplicates within this load are counted; an older record replaced by a newer load is not.
         """
         self.flush()
-        reader, source = None, None
         held: tuple[pl.DataFrame, np.ndarray, np.ndarray] | None = None
-        if self._writer is None:
+        if not self._spill.opened:
             held = self._in_memory() if self._staged else None
         else:
             self._spill_staged()
-            self._writer.close()
-            source = pa.OSFile(str(self.tmp / "spill.arrow"))
-            reader = pa.ipc.open_file(source)
+            self._spill.close()
         events_dir = self.out / "events"
         events_dir.mkdir(parents=True, exist_ok=True)
         if not incremental:
@@ -301,28 +254,35 @@ class EventWriter:
         # codes counted once over a held load; a shard that changes (merged, de-duplicated) is recounted
         counts: Counter[str] = _code_counts(held[0]) if held is not None else Counter()
         for k in range(self.n_shards):
-            lo = hi = 0
-            if held is not None:
+            final = events_dir / shard_name(k)
+            existing = incremental and final.exists()
+            if held is None:
+                table = self._spilled_shard(k, final if existing else None)
+                if table is None:
+                    continue
+                table, n_dropped, n_codes = shard_table(table)
+                counts.update(n_codes)
+            else:
                 lo, hi = int(held[2][k]), int(held[2][k + 1])
                 frames = [held[0][held[1][lo:hi]]] if hi > lo else []
-            else:
-                frames = self._read_shard(reader, k)
-            final = events_dir / shard_name(k)
-            if incremental and final.exists():
-                frames.insert(0, _existing_as_spill(final))  # the oldest load first: arrival order
-            if not frames:
-                continue
-            df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-            deduped, n_dropped = deduplicate(df)
+                if existing:
+                    frames.insert(0, _existing_as_spill(final))  # the oldest load first: arrival order
+                if not frames:
+                    continue
+                df = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+                deduped, n_dropped = deduplicate(df)
+                order = None
+                # a held slice alone that lost no rows is in its final order (and counted) already
+                if existing or deduped is not df:
+                    order = shard_order(deduped, 1)  # `sort_events` order, as a row order
+                    if hi > lo:
+                        counts.subtract(_code_counts(frames[-1]))
+                    counts.update(_code_counts(deduped))
+                frames.clear()
+                del df
+                table = _events_table(deduped, order)
+                del deduped
             dropped.update(n_dropped)
-            # a held slice alone that lost no rows is in its final order (and counted) already
-            in_held = held is not None and hi > lo
-            if not (in_held and len(frames) == 1) or deduped is not df:
-                deduped = sort_events(deduped)
-                if in_held:
-                    counts.subtract(_code_counts(frames[-1]))
-                counts.update(_code_counts(deduped))
-            table = arrow_table(deduped.drop(["_seq", "_load"]), "events")
             # dictionary pages only where values repeat (on ids, times and values they cost time and space);
             # min/max statistics where readers filter (subject, time, code)
             write_table(
@@ -334,10 +294,38 @@ class EventWriter:
                 write_statistics=_STATS_COLUMNS,
             )
             total += table.num_rows
-        if source is not None:
-            source.close()
+        self._spill.release()
         shutil.rmtree(self.tmp, ignore_errors=True)
         return total, dropped, +counts
+
+    def _spilled_shard(self, k: int, existing: Path | None) -> pa.Table | None:
+        """Shard `k`'s spilled rows as Arrow, after those of the `existing` shard (incremental loads)."""
+        part = self._spill.read(k)
+        if existing is None:
+            return part
+        old = pq.read_table(existing).select(list(EVENT_DTYPES))
+        n = old.num_rows
+        old = old.append_column("_seq", pa.array(np.arange(n, dtype=np.int64)))
+        old = old.append_column("_load", pa.array(np.full(n, -1, dtype=np.int32)))  # older than any load
+        if part is None:
+            return old
+        return pa.concat_tables([old.cast(part.schema), part])
+
+
+def _events_table(df: pl.DataFrame, order: np.ndarray | None) -> pa.Table:
+    """The event columns of `df` in row `order` as an arrow table, built one column at a time (gather,
+    convert, drop the frame's copy), so a shard is held about once while it is written, not three times
+    (frame, sorted frame, arrow table)."""
+    columns = {name: df.get_column(name) for name in EVENT_DTYPES}
+    del df
+    arrays = []
+    for name in EVENT_DTYPES:
+        column = columns.pop(name)
+        if order is not None:
+            column = column.gather(order)
+        arrays.append(arrow_table(column.to_frame(), "events").column(0))
+        del column
+    return pa.Table.from_arrays(arrays, names=list(EVENT_DTYPES))
 
 
 def _code_counts(df: pl.DataFrame) -> Counter[str]:
