@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ehr_risk.events import EVENT_DTYPES
 from ehr_risk.ingest.output_order import deduplicate, shard_order
-from ehr_risk.ingest.output_spill import SpillFile, narrow_array, shard_table
+from ehr_risk.ingest.output_spill import SpillFile, narrow, shard_table
 from ehr_risk.tables import load_schema, write_table
 
 SPILL_DTYPES: dict[str, pl.DataType] = {**EVENT_DTYPES, "_seq": pl.Int64()}  # `_load` is set by the writer
@@ -52,11 +52,9 @@ def arrow_table(frame: pl.DataFrame, name: str) -> pa.Table:
     """
     table = frame.to_arrow()
     target = load_schema(name).arrow
-    narrow = {f.name for f in target if f.type == pa.string()}
+    text = {f.name for f in target if f.type == pa.string()}
     columns = [
-        pa.chunked_array([narrow_array(c) for c in col.chunks], pa.string())
-        if col.type == pa.large_string() and col_name in narrow
-        else col
+        narrow(col) if col_name in text else col
         for col_name, col in zip(table.column_names, table.columns, strict=True)
     ]
     return pa.Table.from_arrays(columns, names=table.column_names)
