@@ -150,10 +150,11 @@ def temporal_headroom(table: pl.DataFrame) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
+    from ehr_risk.models.ensemble import logit
+
     rows = table.filter(pl.col("label").is_not_null() & pl.col("temporal_log_hr").is_not_null())
     y = rows.get_column("label").to_numpy()
-    risk = np.clip(rows.get_column("model_risk").to_numpy(), 1e-6, 1 - 1e-6)
-    x = np.column_stack([np.log(risk / (1 - risk)), rows.get_column("temporal_log_hr").to_numpy()])
+    x = np.column_stack([logit(rows.get_column("model_risk").to_numpy()), rows.get_column("temporal_log_hr")])
     half = rows.get_column("subject_id").to_numpy() % 2 == 0
     combined = np.zeros(len(y))
     for fit in (half, ~half):
@@ -168,11 +169,10 @@ def sequence_gbm_pairs(names: list[str]) -> list[tuple[str, str]]:
     pairs = []
     for name in names:
         prefix, _, kind = name.rpartition("/")
-        gbm = f"{prefix}/gbm" if prefix else "gbm"
+        own = f"{prefix}/gbm" if prefix else "gbm"
+        gbm = own if own in names else "gbm"
         if kind in ("gru", "transformer") and gbm in names:
             pairs.append((name, gbm))
-        elif kind in ("gru", "transformer") and "gbm" in names:
-            pairs.append((name, "gbm"))
     return pairs
 
 
