@@ -122,7 +122,7 @@ def narrow(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def narrow_array(array: pa.Array) -> pa.Array:
-    """`large_string` → `string` by rewriting the offsets (numpy), without importing `pyarrow.compute`."""
+    """`large_string` → `string` by rewriting the offsets (numpy); the text buffer is shared, not copied."""
     validity, offsets, data = array.buffers()
     if offsets is None or data is None:  # odd layouts (no buffers): left to `conform`'s cast
         return array
