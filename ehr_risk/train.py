@@ -235,20 +235,29 @@ def fit_sequence(
 
 def fit_ensemble(
     config: TrainConfig, data: TrainingData, message: Message, logger: Any
-) -> tuple[Predictor, dict[str, Any]]:
+) -> tuple[Predictor, dict[str, Any], pl.DataFrame]:
     """Each member fitted (and recalibrated) as if trained alone, on the same splits; the ensemble predicts
-    the task horizons that every member predicts (models/ensemble.py)."""
+    the task horizons that every member predicts (models/ensemble.py). Also gives the ensemble's
+    `evaluation_scores`, combined from the members' own scoring passes: scoring the ensemble again would
+    run every member (the network included) a second time over the tuning and held-out rows."""
+    from ehr_risk.models.ensemble import mean_logit
+
     members: list[Predictor] = []
+    member_risks: list[dict[str, np.ndarray]] = []
     info: dict[str, Any] = {}
+    scores: pl.DataFrame | None = None
     for kind in config.ensemble.members:
         member_config = config.model_copy(update={"model": kind})
         if kind in CLASSICAL_KINDS:
             member, details = fit_classical(member_config, data, message)
         else:
             member, details = fit_sequence(member_config, data, message, logger)
+        scores = evaluation_scores(member, data)
         if config.recalibration == "logistic":
-            member.calibration = recalibrate(member, data, evaluation_scores(member, data), message)
+            member.calibration = recalibrate(member, data, scores, message)
             details["recalibration"] = member.calibration.summary()
+        risks = {c: scores.get_column(c).to_numpy() for c in member.output_columns}
+        member_risks.append(member.calibration.apply(risks) if member.calibration is not None else risks)
         members.append(member)
         info[kind] = details
     horizons = {
@@ -267,7 +276,13 @@ def fit_ensemble(
         sequence=next((m.sequence for m in members if m.sequence is not None), None),
         members=members,
     )
-    return predictor, {"members": info}
+    assert scores is not None  # the config requires at least two members
+    columns = predictor.output_columns
+    combined = mean_logit(member_risks, columns)
+    scores = scores.select(
+        "subject_id", "prediction_time", *(pl.Series(c, combined[c]) for c in columns), "split"
+    )
+    return predictor, {"members": info}, scores
 
 
 def _evaluated_rows(data: TrainingData) -> np.ndarray:
@@ -373,13 +388,15 @@ def train(config: TrainConfig, message: Message | None = None) -> TrainResult:
         logger = None
         if sequence_model:
             logger = registry.lightning_logger(run_id, config.experiment, config.tracking_uri)
+        # scores before recalibration: what it is fitted on
         if config.model == ENSEMBLE:
-            predictor, details = fit_ensemble(config, data, say, logger)
-        elif sequence_model:
-            predictor, details = fit_sequence(config, data, say, logger)
+            predictor, details, scores = fit_ensemble(config, data, say, logger)
         else:
-            predictor, details = fit_classical(config, data, say)
-        scores = evaluation_scores(predictor, data)  # before recalibration: what it is fitted on
+            if sequence_model:
+                predictor, details = fit_sequence(config, data, say, logger)
+            else:
+                predictor, details = fit_classical(config, data, say)
+            scores = evaluation_scores(predictor, data)
         if config.recalibration == "logistic":
             cal = predictor.calibration = recalibrate(predictor, data, scores, say)
             columns = predictor.output_columns

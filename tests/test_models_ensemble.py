@@ -106,3 +106,25 @@ def test_bad_ensembles_are_config_errors(tmp_path: Path, members: list[str], mat
     path.write_text(f"dataset: d\ntasks: [t]\nmodel: ensemble\nensemble: {{members: {members}}}\n")
     with pytest.raises(ConfigError, match=match):
         load_train_config(path)
+
+
+def test_ensemble_scores_combined_from_the_members_equal_scoring_it_again(dataset: Path) -> None:
+    """fit_ensemble combines the members' own scoring passes instead of running every member twice; the
+    result must be what scoring the (not yet recalibrated) ensemble gives."""
+    from ehr_risk.models.training_data import load_training_data
+    from ehr_risk.train import evaluation_scores, fit_ensemble
+
+    config = _config(dataset)  # members recalibrated on the tuning split
+    data = load_training_data(dataset, ["toy_10y"], need_tabular=True, need_sequence=True)
+    ens, details, scores = fit_ensemble(config, data, lambda _: None, None)
+    assert set(details["members"]) == {"lr", "gbm", "gru"}
+    assert all(m.calibration is not None for m in ens.members) and ens.calibration is None
+    again = evaluation_scores(ens, data)
+    assert scores.columns == again.columns and scores.height == again.height > 0
+    assert scores.select("subject_id", "prediction_time", "split").equals(
+        again.select("subject_id", "prediction_time", "split")
+    )
+    for column in ens.output_columns:
+        assert np.allclose(
+            scores.get_column(column).to_numpy(), again.get_column(column).to_numpy(), rtol=1e-12
+        )
