@@ -8,9 +8,9 @@ benchmarks/ingest.py does for FHIR) and the child's peak RSS, the best of `--rep
 is shared: CPU seconds inflate under load, so the load average is reported with each figure).
 Shards: by default what `ingest` chooses itself (one per 64 MB of input: 1 at 16×, 4 at 64× for the
 observations), `--shards scale` gives one shard per copy as earlier rounds measured (many small Parquet
-writes: 64 shards of 20k events at 64×). The reader streams ~4 MB blocks; the writer holds up to 8 MB
-of events in memory (a load that fits is never spilled), then spills every 65k events; the final pass
-holds one shard at a time.
+writes: 64 shards of 20k events at 64×). The reader streams ~4 MB blocks (the observations fast path
+takes two at a time); the writer holds up to 8 MB of events in memory (a load that fits is never
+spilled), then spills every 65k events; the final pass holds one shard at a time.
 Two runs per scale: the whole export (all tables), and the observations table alone with patients (the
 issue's figure: observation rows per second per core, target >= 1,000,000). For scale, the same files
 are parsed by pyarrow alone (every column a string, one thread): the floor any CSV reader stands on.

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from ehr_risk.ingest import csv_read
 from ehr_risk.ingest.csv_emit import CsvFile
-from ehr_risk.ingest.csv_read import BadRows, iter_batches
+from ehr_risk.ingest.csv_read import NA_MARKERS, BadRows, iter_batches
 from ehr_risk.ingest.run import IngestOptions, ingest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "csv"
@@ -70,6 +70,44 @@ def test_polars_blocks_equal_pyarrow_blocks(
         assert csv_read.count_rows(path, HEADER, bad) == len(exact[0]) and bad.texts == exact[1]
 
 
+@settings(max_examples=60, deadline=None)
+@given(lines=csv_lines(), taken=st.lists(st.booleans(), min_size=1, max_size=8))
+def test_blocks_a_reader_takes_keep_the_other_rows_and_lines(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[str], taken: list[bool]
+) -> None:
+    """`iter_batches` hands raw blocks to `take` first: the blocks it takes are not yielded, and every
+    other row keeps the line number (and malformed rows the texts) that it has without `take`."""
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    path.write_bytes(("a,b,c\n" + "\n".join(lines) + "\n").encode())
+    got: list[tuple[object, ...]] = []
+    decisions = iter(taken * 100)
+
+    def take(blocks: list[bytes]) -> int | None:
+        frames = [csv_read.plain_block(block, len(HEADER)) for block in blocks]
+        if any(f is None for f in frames) or not next(decisions):  # declined: read the usual way
+            return None
+        frame = pl.concat([f for f in frames if f is not None])
+        # raw fields: NA markers are left to the taker
+        values = [tuple(None if v in NA_MARKERS else v for v in r) for r in frame.iter_rows()]
+        got.extend(v for v in values if v != (None, None, None))  # a blank row is no row
+        return frame.height
+
+    old_block = csv_read.BLOCK_BYTES
+    try:
+        csv_read.BLOCK_BYTES = 16
+        exact, exact_bad = _read(path, HEADER)
+        bad = BadRows()
+        frames = list(iter_batches(path, HEADER, HEADER, bad, take))
+    finally:
+        csv_read.BLOCK_BYTES = old_block
+    yielded = [row for frame in frames for row in frame.select(*HEADER, csv_read.LINE).iter_rows()]
+    assert bad.texts == exact_bad
+    remaining = list(exact)
+    for row in yielded:  # each yielded row is a row of the plain read, same values and line
+        remaining.remove(row)
+    assert sorted((r[:3] for r in remaining), key=repr) == sorted(got, key=repr)  # the rest: taken
+
+
 def test_fast_path_is_taken_for_plain_blocks_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bool] = []
     original = csv_read._fast_block
@@ -114,6 +152,24 @@ def _reference_ordinals(batches: list[np.ndarray]) -> list[list[int]]:
 @settings(max_examples=120, deadline=None)
 @given(st.lists(st.lists(st.integers(0, 12), min_size=1, max_size=40), min_size=1, max_size=5))
 def test_ordinals_match_a_plain_count(batches: list[list[int]]) -> None:
+    _check_ordinals(batches)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(0, 30), min_size=1, max_size=20, unique=True)
+        | st.lists(st.integers(0, 30), min_size=1, max_size=20),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_ordinals_of_batches_with_distinct_keys(batches: list[list[int]]) -> None:
+    """Batches whose keys are all different, after batches with and without repeated keys."""
+    _check_ordinals(batches)
+
+
+def _check_ordinals(batches: list[list[int]]) -> None:
     arrays = [np.array(b, dtype=np.uint64) for b in batches]
     file = CsvFile.__new__(CsvFile)
     file._carry = None

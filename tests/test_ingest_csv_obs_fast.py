@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ehr_risk.ingest import csv_lookup, csv_read, csv_synthea_obs, output, output_order
+from ehr_risk.ingest import csv_lookup, csv_read, csv_synthea_obs, csv_synthea_obs_plan, output, output_order
 from ehr_risk.ingest.csv_lookup import HashedLookup
 from ehr_risk.ingest.run import IngestOptions, ingest
 
@@ -64,7 +64,8 @@ def _result(out: Path) -> tuple[pl.DataFrame, dict[str, Any], list[tuple[Any, ..
 
 
 def _run_both(tmp: Path, rows: Sequence[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
-    """Ingest with and without the fast path; assert equal outputs; (fast batches, careful batches)."""
+    """Ingest with and without the fast paths; assert equal outputs; (fast blocks and batches, careful
+    batches). A raw block the block path declines is read as a typed batch and offered to the batch path."""
     src = _extract(tmp / "in", rows)
     calls = [0, 0]
     fast = csv_synthea_obs.fast_observations
@@ -76,9 +77,11 @@ def _run_both(tmp: Path, rows: Sequence[tuple[str, ...]], monkeypatch: pytest.Mo
 
     with monkeypatch.context() as m:
         m.setattr(csv_synthea_obs, "fast_observations", spy)
+        m.setitem(csv_synthea_obs.BLOCK_TAKERS, "observations", _counting_taker(calls))
         ingest([src], tmp / "fast", IngestOptions(n_shards=2))
     with monkeypatch.context() as m:
         m.setattr(csv_synthea_obs, "fast_observations", lambda *_a: None)
+        m.setitem(csv_synthea_obs.BLOCK_TAKERS, "observations", lambda *_a: None)
         ingest([src], tmp / "careful", IngestOptions(n_shards=2))
     got, want = _result(tmp / "fast"), _result(tmp / "careful")
     assert got[0].equals(want[0])
@@ -103,9 +106,18 @@ def test_fast_path_equals_careful_converter(
 
 
 def test_fast_path_taken_on_clean_batches_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clean batches (coded answers, metrics, conversions) take the fast path; a batch with a row the
-    careful converter rejects falls back whole, and its reject keeps line and reason."""
+    """Clean blocks (coded answers, metrics, conversions) take the fast path; the block with a row the
+    careful converter rejects is read as a typed batch whose bad row alone takes the careful converter
+    (routed), and its reject keeps line and reason."""
     monkeypatch.setattr(csv_read, "BLOCK_BYTES", 400)
+    routed: list[int] = []
+    real_routed = csv_synthea_obs._routed
+
+    def spy_routed(*args: Any) -> Any:
+        routed.append(int(args[4].sum()))  # the rows sent to the careful converter
+        return real_routed(*args)
+
+    monkeypatch.setattr(csv_synthea_obs, "_routed", spy_routed)
     clean = [
         ("2015-01-10T09:00:00Z", "p-0001", "8480-6", "SBP", "120", "mm[Hg]", "numeric"),
         ("2015-01-10T09:00:00Z", "p-0001", "2093-3", "Chol", "5.2", "mmol/L", "numeric"),
@@ -114,7 +126,7 @@ def test_fast_path_taken_on_clean_batches_only(tmp_path: Path, monkeypatch: pyte
     ]
     bad = [("2015-02-10T09:00:00Z", "p-0003", "8480-6", "SBP", "5000", "mm[Hg]", "numeric")]
     fast, careful = _run_both(tmp_path / "a", clean * 6 + bad + clean * 6, monkeypatch)
-    assert fast >= 2 and careful == 1
+    assert fast >= 3 and careful == 0 and routed == [1]
     _, summary, rejects, _ = _result(tmp_path / "a" / "fast")
     assert [r[1] for r in rejects] == [f"line {len(clean) * 6 + 2}"]
     assert "implausible value for LOINC/8480-6" in rejects[0][3]
@@ -125,6 +137,106 @@ def test_fast_path_taken_on_clean_batches_only(tmp_path: Path, monkeypatch: pyte
     smoking = events.filter(pl.col("code") == "LOINC/72166-2")["text_value"].unique().to_list()
     assert smoking == ["SNOMED/266919005"]
     assert summary["skipped_reasons"]["Synthea QALY/DALY/QOLS summary metric"] == 12
+
+
+def test_only_the_odd_rows_of_a_batch_take_the_careful_converter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch mixing good rows with `1,234` values, an unknown unit, NA markers, an implausible value,
+    a non-numeric number and a bad date: only the rows the fast query flags take the careful converter,
+    and events, record ids, rejects (lines, reasons) and summary are those of the careful converter."""
+    routed: list[int] = []
+    real_routed = csv_synthea_obs._routed
+
+    def spy_routed(*args: Any) -> Any:
+        routed.append(int(args[4].sum()))
+        return real_routed(*args)
+
+    monkeypatch.setattr(csv_synthea_obs, "_routed", spy_routed)
+    good = [
+        ("2015-01-10T09:00:00Z", "p-0001", "8480-6", "SBP", "120", "mm[Hg]", "numeric"),
+        ("2015-01-10T09:00:00Z", "p-0002", "72166-2", "Smoking", "Never smoker", "", "text"),
+        ("2015-01-11T09:00:00Z", "p-0002", "2093-3", "Chol", "5.2", "mmol/L", "numeric"),
+    ]
+    odd = [
+        ("2015-01-12T09:00:00Z", "p-0001", "2093-3", "Chol", "1,070.5", "mg/dL", "numeric"),
+        ("2015-01-12T09:00:00Z", "p-0001", "29463-7", "Weight", "70", "stone", "numeric"),
+        ("2015-01-12T09:00:00Z", "p-0003", "8480-6", "SBP", "NA", "mm[Hg]", "numeric"),
+        ("2015-01-12T09:00:00Z", "p-0003", "8480-6", "SBP", "5000", "mm[Hg]", "numeric"),
+        ("2015-01-12T09:00:00Z", "p-0003", "8480-6", "SBP", "abc", "mm[Hg]", "numeric"),
+        ("not a date", "p-0003", "8480-6", "SBP", "120", "mm[Hg]", "numeric"),
+    ]
+    rows = [row for i in range(4) for row in [*good, odd[i % len(odd)], odd[(i + 3) % len(odd)]]]
+    fast, careful = _run_both(tmp_path, rows + good * 3 + odd, monkeypatch)
+    assert careful == 0 and fast >= 1
+    assert routed and sum(routed) < len(rows)  # some rows, not the batch, took the careful converter
+    _, summary, rejects, _ = _result(tmp_path / "fast")
+    assert summary["rejected"] == len(rejects) >= 4
+
+
+def _counting_taker(taken: list[int]) -> object:
+    """`csv_synthea_obs.block_taker`, counting the blocks its takers take in `taken[0]`."""
+    real = csv_synthea_obs.block_taker
+
+    def make(*args: object) -> object:
+        take = real(*args)  # type: ignore[arg-type]
+        if take is None:
+            return None
+
+        def counted(blocks: list[bytes]) -> int | None:
+            got = take(blocks)
+            taken[0] += got is not None
+            return got
+
+        return counted
+
+    return make
+
+
+def test_raw_blocks_with_odd_rows_give_the_careful_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block path takes plain blocks only: blocks with a quoted field, a blank line, a row with too
+    many or too few fields, CRLF line ends, NA markers in any column or a padded PATIENT are declined
+    or read alike, and the export's events, rejects (lines included) and summary are the careful ones."""
+    monkeypatch.setattr(csv_read, "BLOCK_BYTES", 250)
+    good = "2015-01-10T09:00:00Z,p-0001,e-01,vital-signs,8480-6,SBP,120,mm[Hg],numeric"
+    odd = [
+        '2015-01-10T09:00:00Z,p-0002,e-01,vital-signs,72166-2,"Smoking, status",Never smoker,,text',
+        "",
+        good + ",extra",
+        good + ",",
+        "2015-01-10T09:00:00Z,p-0001,e-01,vital-signs,8480-6,SBP,120",
+        "2015-01-10T09:00:00Z,NA,e-01,vital-signs,8480-6,SBP,120,mm[Hg],numeric",
+        "2015-01-10T09:00:00Z, p-0001,e-01,vital-signs,8480-6,SBP,120,mm[Hg],numeric",
+        "NA,p-0001,e-01,vital-signs,8480-6,SBP,120,mm[Hg],numeric",
+        "2015-01-10T09:00:00Z,p-0001,NA,-,NA,NA,NA,NA,NA",
+        "2015-01-10T09:00:00Z,p-0003,e-01,vital-signs,2093-3,Chol,?,mmol/L,numeric",
+        "2015-01-10T09:00:00Z,p-0003,e-01,vital-signs,2093-3,Chol,5.2,NULL,numeric",
+    ]
+    for i, line in enumerate(odd):
+        lines = [good] * 12 + [line] + [good] * 12
+        folder = tmp_path / f"case{i}"
+        folder.mkdir()
+        shutil.copy(FIXTURES / "synthea_current" / "patients.csv", folder / "patients.csv")
+        body = ",".join(HEADER) + "\n" + "\n".join(lines) + "\n"
+        if i == 0:
+            body = body.replace("\n", "\r\n")
+        (folder / "observations.csv").write_text(body)
+        runs, taken = [], [0]
+        for name, enabled in (("fast", True), ("careful", False)):
+            with monkeypatch.context() as m:
+                if enabled:
+                    m.setitem(csv_synthea_obs.BLOCK_TAKERS, "observations", _counting_taker(taken))
+                else:
+                    m.setattr(csv_synthea_obs, "fast_observations", lambda *_a: None)
+                    m.setitem(csv_synthea_obs.BLOCK_TAKERS, "observations", lambda *_a: None)
+                ingest([folder], folder / name, IngestOptions(n_shards=2))
+            runs.append(_result(folder / name))
+        got, want = runs
+        assert taken[0] >= 2, line  # the plain blocks around the odd row took the block path
+        assert got[0].equals(want[0]) and got[0].height >= 24, line
+        assert got[1] == want[1] and got[2] == want[2] and got[3].equals(want[3]), line
 
 
 def test_in_memory_load_equals_spilled_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,7 +359,8 @@ def test_a_triple_whose_hash_collides_takes_the_careful_converter(
     rows of any other triple fail the check of the joined triple, so their batches take the careful
     converter, and the output is still the careful converter's."""
     monkeypatch.setattr(csv_read, "BLOCK_BYTES", 400)
-    monkeypatch.setattr(csv_synthea_obs, "key_hash", lambda columns: pl.lit(7, dtype=pl.UInt64))
+    for module in (csv_synthea_obs, csv_synthea_obs_plan):  # the query's lookup and the plan's rows
+        monkeypatch.setattr(module, "key_hash", lambda columns: pl.lit(7, dtype=pl.UInt64))
     same = [("2015-01-10T09:00:00Z", "p-0001", "8480-6", "SBP", "120", "mm[Hg]", "numeric")] * 12
     other = [("2015-02-10T09:00:00Z", "p-0002", "2093-3", "Chol", "5.2", "mmol/L", "numeric")] * 6
     fast, careful = _run_both(tmp_path, same + other, monkeypatch)

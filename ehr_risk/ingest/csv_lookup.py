@@ -73,3 +73,8 @@ def _hash(columns: list[str], seed: int) -> pl.Expr:
 def key_hash(columns: list[str]) -> pl.Expr:
     """The lookup's first 64-bit hash of the key columns (stable within a process), for joins on it."""
     return _hash(columns, _SEED)
+
+
+def check_hash(columns: list[str]) -> pl.Expr:
+    """The lookup's second, independent hash of the key columns: confirms a match found by `key_hash`."""
+    return _hash(columns, _CHECK_SEED)

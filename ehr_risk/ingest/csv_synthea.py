@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from ehr_risk.ingest.csv_emit import emit
 from ehr_risk.ingest.csv_read import BadRows, UnreadableFile, count_rows, read_header
 from ehr_risk.ingest.csv_schema import load_input_schema
-from ehr_risk.ingest.csv_synthea_obs import CONVERTERS
+from ehr_risk.ingest.csv_synthea_obs import BLOCK_TAKERS, CONVERTERS
 from ehr_risk.ingest.csv_synthea_tables import SyntheaContext
 from ehr_risk.ingest.csv_table import SchemaFile
 
@@ -106,9 +106,11 @@ def ingest_synthea_dir(path: Path, ing: Ingestor) -> None:
 
 def _convert(ctx: SyntheaContext, source: SchemaFile) -> None:
     """Convert one table; a file that turns out unreadable midway keeps what was read and is counted."""
-    convert = CONVERTERS[source.schema.name.removeprefix("synthea_csv_")]
+    table = source.schema.name.removeprefix("synthea_csv_")
+    convert = CONVERTERS[table]
+    take = BLOCK_TAKERS[table](ctx, source) if table in BLOCK_TAKERS else None
     try:
-        for batch in source.batches():
+        for batch in source.batches(take):
             events, n = convert(ctx, source, batch)
             emit(ctx.ing, events, source.schema.resource_type, n)
     except UnreadableFile as exc:

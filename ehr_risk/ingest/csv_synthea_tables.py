@@ -236,6 +236,21 @@ def observations(ctx: SyntheaContext, src: SchemaFile, b: pl.DataFrame) -> Conve
     """Numeric values in canonical units, text answers as codes. The busiest table: its columns and
     flags come from a few whole-column passes per batch, each derived column computed once, and rows are
     filtered only when a batch has skipped or rejected rows."""
+    b, values = observation_values(ctx, src, b)
+    code = values.get_column("code")
+    text = code_answers(ctx, code, values.get_column("text_value"))
+    time = b.get_column(typed("DATE"))
+    subject = ctx.subjects(b.get_column("PATIENT"))
+    rid = ctx.record_ids(src, [subject, code, time])
+    ctx.describe(code, _col(b, src, "DESCRIPTION"))
+    return observation_events(subject, time, code, values, text, rid), b.height
+
+
+def observation_values(
+    ctx: SyntheaContext, src: SchemaFile, b: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows of `b` kept (summary metrics skipped, bad values rejected) and their values: code,
+    numeric_value (canonical unit), unit, text_value (answers not yet coded)."""
     x = b.select(
         pl.col("CODE").str.strip_chars().alias("code"),
         pl.col("VALUE").str.strip_chars().alias("value"),
@@ -277,14 +292,7 @@ def observations(ctx: SyntheaContext, src: SchemaFile, b: pl.DataFrame) -> Conve
             src.file.reject(b.filter(bad_rows), "non-numeric value for a numeric observation", src.columns)
         keep = ~(metric_rows | bad_rows)
         b, values = b.filter(keep), values.filter(keep)
-    b, values = src.check_values(b, values.drop("_metric", "_bad"))
-    code = values.get_column("code")
-    text = _code_answers(ctx, code, values.get_column("text_value"))
-    time = b.get_column(typed("DATE"))
-    subject = ctx.subjects(b.get_column("PATIENT"))
-    rid = ctx.record_ids(src, [subject, code, time])
-    ctx.describe(code, _col(b, src, "DESCRIPTION"))
-    return observation_events(subject, time, code, values, text, rid), b.height
+    return src.check_values(b, values.drop("_metric", "_bad"))
 
 
 def observation_events(
@@ -312,7 +320,7 @@ def observation_events(
     )
 
 
-def _code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.Series:
+def code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.Series:
     """Display texts of coded answers → `VOCAB/code` (SYNTHEA_ANSWERS; causes of death by condition)."""
     table = ctx.answer_table()
     # only the few rows with a text answer to a coded question are looked up (lower-cased, joined)
@@ -323,7 +331,7 @@ def _code_answers(ctx: SyntheaContext, code: pl.Series, text: pl.Series) -> pl.S
 
 
 def code_answers_at(ctx: SyntheaContext, code: pl.Series, text: pl.Series, where: pl.Series) -> pl.Series:
-    """`_code_answers` for the rows `where` (text answers to coded questions), found by the caller."""
+    """`code_answers` for the rows `where` (text answers to coded questions), found by the caller."""
     table = ctx.answer_table()
     rows = pl.DataFrame({"c": code.gather(where), "t": text.gather(where)})
     joined = rows.with_columns(pl.col("t").str.to_lowercase().alias("l")).join(

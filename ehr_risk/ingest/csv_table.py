@@ -15,7 +15,7 @@ import polars as pl
 
 from ehr_risk.ingest import units
 from ehr_risk.ingest.csv_emit import CsvFile
-from ehr_risk.ingest.csv_read import LINE, iter_batches, read_header
+from ehr_risk.ingest.csv_read import LINE, BlockTaker, iter_batches, read_header
 from ehr_risk.ingest.csv_schema import InputSchema
 from ehr_risk.ingest.csv_values import convert_values, parse_numbers, parse_times
 
@@ -50,18 +50,20 @@ class SchemaFile:
     def has(self, name: str) -> bool:
         return name in self.mapping
 
-    def batches(self) -> Iterator[pl.DataFrame]:
+    def batches(self, take: BlockTaker | None = None) -> Iterator[pl.DataFrame]:
         """Typed batches; call `self.file.finish()` after the last one (done here when exhausted).
 
         The checks of a batch are computed in one pass (one flag per column) and rows are filtered only
-        when a flag is up, so a clean batch costs one parse per typed column.
+        when a flag is up, so a clean batch costs one parse per typed column. Raw blocks that `take`
+        converts itself (a reader's fast path, `iter_batches`) yield no batch.
         """
         renames = {h: c for c, h in self.mapping.items()}
         types = self.schema.types()
         required = [c.name for c in self.schema.columns if not c.nullable and c.name in self.mapping]
         typed_cols = [c for c in self.columns if types[c] != "string"]
         fast: dict[str, str] = {}  # per timestamp column: the plain format of its first batch
-        for raw in iter_batches(self.file.path, self.header, list(self.mapping.values()), self.file.bad):
+        columns = list(self.mapping.values())
+        for raw in iter_batches(self.file.path, self.header, columns, self.file.bad, take):
             frame = raw.rename(renames)
             missing = frame.select(_maybe_blank(n).any() for n in required).row(0) if required else ()
             for name, flagged in zip(required, missing, strict=True):

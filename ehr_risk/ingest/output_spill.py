@@ -3,9 +3,9 @@
 One Arrow IPC file per load (not one per shard or per spill: creating and opening files is what costs at
 many shards and small spills), uncompressed (lz4 halves the bytes but costs more CPU than the writes it
 saves), read back batch by batch rather than memory-mapped, so pages do not pile up in the process until
-the last shard is written. Each spill's rows are ordered by shard with a stable numpy radix sort on the
-shard number and written as one record batch per shard present; `read(k)` joins shard k's batches in
-spill order, so arrival order is kept.
+the last shard is written. Each spill's rows are cut by shard (a filter per shard, or a stable numpy
+radix sort on the shard number when a spill holds many) and written as record batches per shard
+present, in arrival order; `read(k)` joins shard k's batches in spill order, so arrival order is kept.
 
 Spilled rows stay in Arrow from the spill to the Parquet shard: text is written with 32-bit offsets (the
 `events` schema's `string`), and `shard_table` orders and de-duplicates a shard from its integer key
@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from ehr_risk.ingest.output_order import deduplicate, shard_order
 
 _KEYS = ["subject_id", "time", "record_id", "_seq", "_load", "resource_type"]
+_FILTER_SHARDS = 8  # up to this many shards in a spill, each is cut out by a filter rather than a sort
 
 
 class SpillFile:
@@ -47,26 +48,43 @@ class SpillFile:
         return self._writer is not None
 
     def write(self, frame: pl.DataFrame) -> None:
-        """Append `frame`'s rows: ordered by shard (stable), one record batch per shard present."""
+        """Append `frame`'s rows: one record batch per shard present, rows in arrival order.
+
+        A spill of a few shards is cut with one filter per shard, each part made one chunk and written
+        at once: a gather of the staged frames (many chunks) in shard order cost more (64× Synthea
+        observations, 4 shards, measured alone: 0.14 s against 0.22 s for the cut and conversion to
+        Arrow) and held a second copy of the whole spill (FHIR 4×: peak RSS 229 MB against 244 MB).
+        Many shards take the stable sort and one gather.
+        """
         if frame.is_empty():
             return
+        frame = frame.drop("_load")  # the writer's own, added back by `read`
         shard = (frame.get_column("subject_id").fill_null(0) % self.n_shards).to_numpy()
         shard = shard.astype(np.uint16 if self.n_shards <= 1 << 16 else np.int64)  # 16-bit keys: radix sort
-        order = np.argsort(shard, kind="stable")
-        bounds = np.searchsorted(shard[order], np.arange(self.n_shards + 1))
-        if len(order) > 1 and not bool((order[1:] > order[:-1]).all()):
-            frame = frame[order]
-        # `_load` is the writer's own (added back by `read`); offset-based strings, as slices of polars'
-        # string views would each carry all the batch's text
-        table = frame.drop("_load").to_arrow()
+        counts = np.bincount(shard, minlength=self.n_shards)
+        present = np.flatnonzero(counts).tolist()
+        if len(present) == 1:
+            self._write_part(present[0], frame)
+        elif len(present) <= _FILTER_SHARDS:
+            for k in present:  # one chunk per part: arrow then gets one compact batch, not many
+                self._write_part(k, frame.filter(pl.Series(shard == k)).rechunk())
+        else:
+            order = np.argsort(shard, kind="stable")
+            ordered = frame[order]
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            for k in present:
+                self._write_part(k, ordered.slice(int(bounds[k]), int(counts[k])))
+
+    def _write_part(self, k: int, part: pl.DataFrame) -> None:
+        # offset-based strings, as slices of polars' string views would each carry all the batch's text
+        table = part.to_arrow()
         table = pa.Table.from_arrays([narrow(c) for c in table.columns], names=table.column_names)
         if self._writer is None:
             self._writer = pa.ipc.new_file(str(self.path), table.schema)
-        for k in np.flatnonzero(np.diff(bounds)).tolist():
-            for batch in table.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])).to_batches():
-                self._writer.write_batch(batch)
-                self._where.setdefault(k, []).append(self._batches)
-                self._batches += 1
+        for batch in table.to_batches():
+            self._writer.write_batch(batch)
+            self._where.setdefault(k, []).append(self._batches)
+            self._batches += 1
 
     def close(self) -> None:
         """Finish writing; the file can then be read by shard."""
