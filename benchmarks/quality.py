@@ -125,33 +125,45 @@ def main() -> None:
 def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> tuple[dict[str, Any], pl.DataFrame]:
     """Held-out AUROC, calibration slope and Brier, and the paired comparisons with the PCE and oracle;
     also the held-out predictions table."""
-    from ehr_risk.evaluation import evaluate
     from ehr_risk.holdout import MODEL_COLUMN, predictions_table
 
     table = predictions_table(predictor, work / "dataset", task.name, compare=["pce"])
     table = truth_column(work, table, int(task.primary_horizon))
-    ev = evaluate(
+    m, paired = against_pce_and_oracle(table, task, n_boot, "model")
+    entry: dict[str, Any] = {"counts": m["counts"]}
+    for name in ("auroc", "calibration_slope", "brier"):
+        entry[name] = m["scores"][MODEL_COLUMN]["metrics"].get(name)
+    entry.update(paired)
+    entry["temporal_headroom"] = temporal_headroom(table)
+    return entry, table
+
+
+def against_pce_and_oracle(
+    table: pl.DataFrame, task: Any, n_boot: int, label: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The evaluation metrics of `table`'s model column, and its paired AUROC comparisons with the PCE
+    and the oracle (`vs_pce`, `vs_oracle`; the model's AUROC named `<label>_auroc`)."""
+    from ehr_risk.evaluation import evaluate
+    from ehr_risk.holdout import MODEL_COLUMN
+
+    m = evaluate(
         table,
         model=MODEL_COLUMN,
         compare=["pce", "oracle"],
         horizon_years=task.primary_horizon,
         time_to_event=None,
         n_boot=n_boot,
-    )
-    m = ev.metrics
-    entry: dict[str, Any] = {"counts": m["counts"]}
-    for name in ("auroc", "calibration_slope", "brier"):
-        entry[name] = m["scores"][MODEL_COLUMN]["metrics"].get(name)
+    ).metrics
+    out = {}
     for other in ("pce", "oracle"):
         paired = m["comparisons"].get(other, {}).get("paired", {})
-        entry[f"vs_{other}"] = {
+        out[f"vs_{other}"] = {
             "n_rows_paired": m["comparisons"].get(other, {}).get("n_rows_paired"),
-            "model_auroc": paired.get("model_auroc"),
+            f"{label}_auroc": paired.get("model_auroc"),
             f"{other}_auroc": paired.get("score_auroc"),
             "delta_auroc": paired.get("delta_auroc"),
         }
-    entry["temporal_headroom"] = temporal_headroom(table)
-    return entry, table
+    return m, out
 
 
 def temporal_headroom(table: pl.DataFrame) -> dict[str, float]:
@@ -181,7 +193,6 @@ def table_bound(work: Path, table: pl.DataFrame, task: Any, n_boot: int) -> dict
     with the PCE and the oracle on the rows `quality_entry` evaluates (`table`: a model's held-out table)."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from ehr_risk.evaluation import evaluate
     from ehr_risk.holdout import MODEL_COLUMN
     from ehr_risk.models.ensemble import expit, logit
 
@@ -197,26 +208,12 @@ def table_bound(work: Path, table: pl.DataFrame, task: Any, n_boot: int) -> dict
     reg.fit(fit.select(names).cast(pl.Float64).to_numpy(), logit(fit.get_column("oracle").to_numpy()))
     held = table.select(keys).join(features, on=keys, how="left", maintain_order="left")
     bound = expit(reg.predict(held.select(names).cast(pl.Float64).to_numpy()))
-    ev = evaluate(
-        table.with_columns(pl.Series(MODEL_COLUMN, bound)),
-        model=MODEL_COLUMN,
-        compare=["pce", "oracle"],
-        horizon_years=task.primary_horizon,
-        time_to_event=None,
-        n_boot=n_boot,
+    m, paired = against_pce_and_oracle(
+        table.with_columns(pl.Series(MODEL_COLUMN, bound)), task, n_boot, "bound"
     )
-    m = ev.metrics
     out: dict[str, Any] = {"fit_rows": fit.height, "n_iter": int(reg.n_iter_)}
     out["auroc"] = m["scores"][MODEL_COLUMN]["metrics"].get("auroc")
-    for other in ("pce", "oracle"):
-        paired = m["comparisons"].get(other, {}).get("paired", {})
-        out[f"vs_{other}"] = {
-            "n_rows_paired": m["comparisons"].get(other, {}).get("n_rows_paired"),
-            "bound_auroc": paired.get("model_auroc"),
-            f"{other}_auroc": paired.get("score_auroc"),
-            "delta_auroc": paired.get("delta_auroc"),
-        }
-    return out
+    return {**out, **paired}
 
 
 def sequence_gbm_pairs(names: list[str]) -> list[tuple[str, str]]:

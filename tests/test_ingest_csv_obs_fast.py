@@ -91,6 +91,19 @@ def _run_both(tmp: Path, rows: Sequence[tuple[str, ...]], monkeypatch: pytest.Mo
     return calls[0], calls[1]
 
 
+def _spy_routed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Per call of the fast path's `_routed`: how many rows it sent to the careful converter."""
+    routed: list[int] = []
+    real_routed = csv_synthea_obs._routed
+
+    def spy_routed(*args: Any) -> Any:
+        routed.append(int(args[4].sum()))  # the rows' mask
+        return real_routed(*args)
+
+    monkeypatch.setattr(csv_synthea_obs, "_routed", spy_routed)
+    return routed
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(ROW, min_size=1, max_size=40), tiny=st.booleans())
 def test_fast_path_equals_careful_converter(
@@ -110,14 +123,7 @@ def test_fast_path_taken_on_clean_batches_only(tmp_path: Path, monkeypatch: pyte
     careful converter rejects is read as a typed batch whose bad row alone takes the careful converter
     (routed), and its reject keeps line and reason."""
     monkeypatch.setattr(csv_read, "BLOCK_BYTES", 400)
-    routed: list[int] = []
-    real_routed = csv_synthea_obs._routed
-
-    def spy_routed(*args: Any) -> Any:
-        routed.append(int(args[4].sum()))  # the rows sent to the careful converter
-        return real_routed(*args)
-
-    monkeypatch.setattr(csv_synthea_obs, "_routed", spy_routed)
+    routed = _spy_routed(monkeypatch)
     clean = [
         ("2015-01-10T09:00:00Z", "p-0001", "8480-6", "SBP", "120", "mm[Hg]", "numeric"),
         ("2015-01-10T09:00:00Z", "p-0001", "2093-3", "Chol", "5.2", "mmol/L", "numeric"),
@@ -145,14 +151,7 @@ def test_only_the_odd_rows_of_a_batch_take_the_careful_converter(
     """One batch mixing good rows with `1,234` values, an unknown unit, NA markers, an implausible value,
     a non-numeric number and a bad date: only the rows the fast query flags take the careful converter,
     and events, record ids, rejects (lines, reasons) and summary are those of the careful converter."""
-    routed: list[int] = []
-    real_routed = csv_synthea_obs._routed
-
-    def spy_routed(*args: Any) -> Any:
-        routed.append(int(args[4].sum()))
-        return real_routed(*args)
-
-    monkeypatch.setattr(csv_synthea_obs, "_routed", spy_routed)
+    routed = _spy_routed(monkeypatch)
     good = [
         ("2015-01-10T09:00:00Z", "p-0001", "8480-6", "SBP", "120", "mm[Hg]", "numeric"),
         ("2015-01-10T09:00:00Z", "p-0002", "72166-2", "Smoking", "Never smoker", "", "text"),
