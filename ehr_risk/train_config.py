@@ -29,9 +29,9 @@ class LRParams(_Frozen):
 
 class GBMParams(_Frozen):
     learning_rate: float = Field(default=0.05, gt=0, le=1)
-    max_iter: int = Field(default=500, ge=1, description="upper bound; early stopping on the tuning split")
-    max_leaf_nodes: int = Field(default=31, ge=2)
-    min_samples_leaf: int = Field(default=50, ge=1)
+    max_iter: int = Field(default=1000, ge=1, description="upper bound; early stopping on the tuning split")
+    max_leaf_nodes: int = Field(default=8, ge=2)
+    min_samples_leaf: int = Field(default=200, ge=1)
     l2_regularization: float = Field(default=1.0, ge=0)
     n_iter_no_change: int = Field(default=20, ge=1)
     class_weight: Literal["balanced"] | None = None

@@ -35,9 +35,9 @@ class ClassicalSettings:
     lr_max_iter: int = 2000
     # gradient boosting
     learning_rate: float = 0.05
-    max_iter: int = 500
-    max_leaf_nodes: int = 31
-    min_samples_leaf: int = 50
+    max_iter: int = 1000
+    max_leaf_nodes: int = 8
+    min_samples_leaf: int = 200
     l2_regularization: float = 1.0
     n_iter_no_change: int = 20
 
