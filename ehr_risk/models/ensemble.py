@@ -2,9 +2,9 @@
 
 A linear model, boosted trees and a sequence network err in different places, so the mean of their logits
 ranks better than any one of them (100k generated patients, seed 11, held-out AUROC: LR 0.7899, GBM
-0.7911, GRU 0.7902, their ensemble 0.7925). Equal weights: stacking weights fitted on the tuning split gave the same
-held-out AUROC, and equal weights have nothing to overfit. The ensemble's own logistic recalibration
-(train.py) then sets its intercept and slope, as for any other model.
+0.7911, GRU 0.7902, their ensemble 0.7925). Equal weights: stacking weights fitted on the tuning split
+gave the same held-out AUROC, and equal weights have nothing to overfit. The ensemble's own logistic
+recalibration (train.py) then sets its intercept and slope, as for any other model.
 """
 
 from __future__ import annotations
