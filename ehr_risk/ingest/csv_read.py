@@ -64,6 +64,13 @@ NA_MARKERS: tuple[str, ...] = (
 )
 _MARKERS = [m for m in NA_MARKERS if m]
 MARKER_BYTES = max(len(m.encode()) for m in _MARKERS)
+
+
+def null_markers(column: pl.Expr) -> pl.Expr:
+    """`column` with its NA markers as null."""
+    return pl.when(~column.is_in(NA_MARKERS)).then(column)
+
+
 LINE = "_line"
 BLOCK_BYTES = 4 << 20  # small enough that the working set of one block stays a few tens of MB
 # A reader's own fast path (`take`) is offered this many consecutive blocks at a time: its working set per
@@ -272,7 +279,7 @@ def _markers_to_null(plain: pl.DataFrame, picked: dict[str, str]) -> pl.DataFram
     marker (ids, dates, descriptions) is not looked up at all."""
     short = plain.select((pl.col(k).str.len_bytes() <= MARKER_BYTES).any() for k in picked).row(0)
     return plain.select(
-        (pl.when(~pl.col(k).is_in(_MARKERS)).then(pl.col(k)) if maybe else pl.col(k)).alias(v)
+        (null_markers(pl.col(k)) if maybe else pl.col(k)).alias(v)
         for (k, v), maybe in zip(picked.items(), short, strict=True)
     )
 

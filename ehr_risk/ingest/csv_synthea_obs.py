@@ -44,7 +44,7 @@ import polars as pl
 from ehr_risk.ingest import csv_synthea_tables as tables
 from ehr_risk.ingest.csv_emit import emit
 from ehr_risk.ingest.csv_lookup import check_hash, key_hash
-from ehr_risk.ingest.csv_read import LINE, MARKER_BYTES, NA_MARKERS, BlockTaker, plain_block
+from ehr_risk.ingest.csv_read import LINE, MARKER_BYTES, BlockTaker, null_markers, plain_block
 from ehr_risk.ingest.csv_synthea_obs_plan import (
     BAD_CODE,
     CONVERT,
@@ -58,8 +58,7 @@ from ehr_risk.ingest.csv_synthea_obs_plan import (
     ObservationState,
 )
 from ehr_risk.ingest.csv_table import SchemaFile, typed
-
-_ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"  # Synthea's DATE; what a typed batch reads such a column with too
+from ehr_risk.ingest.csv_values import ISO_UTC
 
 
 def fast_observations(
@@ -82,8 +81,8 @@ def block_taker(ctx: tables.SyntheaContext, src: SchemaFile) -> BlockTaker | Non
     at = {name: src.header.index(src.mapping[name]) for name in names}  # as iter_batches picks them
     n_columns = len(src.header)
     # a NA marker is null in a batch: here VALUE's are nulled in the query, the triple's in its plan row
-    value = pl.when(~pl.col("VALUE").is_in(NA_MARKERS)).then(pl.col("VALUE")).str.strip_chars()
-    time = pl.col("DATE").str.to_datetime(_ISO_UTC, strict=False, time_unit="us")
+    value = null_markers(pl.col("VALUE")).str.strip_chars()
+    time = pl.col("DATE").str.to_datetime(ISO_UTC, strict=False, time_unit="us")  # as a typed batch reads it
 
     declined = [0, 0]  # declines in a row; groups still to leave to the usual reading
 
@@ -313,7 +312,7 @@ def _describe(
     if described[present].all():
         return
     text = b.get_column("DESCRIPTION")  # a raw block's: its NA markers are nulled here
-    ctx.describe(code, pl.select(pl.when(~text.is_in(NA_MARKERS)).then(text)).to_series())
+    ctx.describe(code, text.to_frame().select(null_markers(pl.col(text.name))).to_series())
     known, codes = ctx.ing.events.descriptions, state.plan.get_column("code")
     described[present] = [codes[i] in known for i in present.tolist()]
 

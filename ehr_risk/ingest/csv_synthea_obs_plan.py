@@ -14,7 +14,7 @@ import polars as pl
 
 from ehr_risk.ingest import csv_synthea_tables as tables
 from ehr_risk.ingest.csv_lookup import HashedLookup, check_hash, key_hash
-from ehr_risk.ingest.csv_read import NA_MARKERS
+from ehr_risk.ingest.csv_read import null_markers
 from ehr_risk.ingest.csv_values import unit_plan
 from ehr_risk.ingest.units import BY_CODE
 
@@ -55,7 +55,7 @@ class ObservationState:
 def _plan_frame(ctx: tables.SyntheaContext, raw: pl.DataFrame) -> pl.DataFrame:
     """Plan rows for distinct raw triples: the careful converter's expressions, run on the triples
     (NA markers null, as the reader makes them; a missing or blank CODE flagged `_bad_code`)."""
-    raw = raw.select(pl.when(~pl.col(k).is_in(NA_MARKERS)).then(pl.col(k)).alias(k) for k in KEYS)
+    raw = raw.select(null_markers(pl.col(k)).alias(k) for k in KEYS)
     bad_code = raw.select(pl.col("CODE").is_null() | pl.col("CODE").str.contains(r"^\s*$")).to_series()
     stripped = raw.select(
         pl.col("CODE").fill_null("").str.strip_chars().alias("_code"),

@@ -17,7 +17,7 @@ from ehr_risk.ingest import units
 from ehr_risk.ingest.csv_emit import CsvFile
 from ehr_risk.ingest.csv_read import LINE, BlockTaker, iter_batches, read_header
 from ehr_risk.ingest.csv_schema import InputSchema
-from ehr_risk.ingest.csv_values import convert_values, parse_numbers, parse_times
+from ehr_risk.ingest.csv_values import ISO_UTC, convert_values, parse_numbers, parse_times
 
 if TYPE_CHECKING:
     from ehr_risk.ingest.run import Ingestor
@@ -175,7 +175,7 @@ def _plain_format(raw: pl.Series, parsed: pl.Series) -> str:
     """The plain format of a whole column that `parse_times` read ("" when it needed another)."""
     if parsed.null_count() != raw.null_count():
         return ""
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"):
+    for fmt in (ISO_UTC, "%Y-%m-%d"):
         if raw.str.to_datetime(fmt, strict=False, time_unit="us").null_count() == raw.null_count():
             return fmt
     return ""

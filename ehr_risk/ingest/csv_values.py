@@ -17,6 +17,7 @@ import polars as pl
 
 from ehr_risk.ingest import units
 
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"  # Synthea's and most exports' timestamps: the first format tried
 _AWARE = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M%#z")
 _NAIVE = (
     "%Y-%m-%d",
@@ -54,7 +55,7 @@ def parse_times(values: pl.Series, tz: str = "UTC", fmt: str | None = None) -> p
         return _try(text, fmt, aware="%z" in fmt or "%#z" in fmt, tz=tz)
     # fast path: Synthea and most exports write `YYYY-MM-DDThh:mm:ssZ` (UTC) or `YYYY-MM-DD` in a whole
     # column; one parse of the column, no time-zone arithmetic (`Z` is UTC whatever `tz` says)
-    for fast, aware in (("%Y-%m-%dT%H:%M:%SZ", True), ("%Y-%m-%d", False)):
+    for fast, aware in ((ISO_UTC, True), ("%Y-%m-%d", False)):
         got = text.str.to_datetime(fast, strict=False, time_unit="us")
         if got.null_count() == text.null_count():
             return _try(text, fast, aware, tz) if not aware and tz != "UTC" else got.alias(values.name)
