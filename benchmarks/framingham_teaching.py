@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -48,8 +48,6 @@ def cross_validated(df: pd.DataFrame, kind: str, seed: int) -> np.ndarray:
     """Out-of-fold risks of the project's own estimator (`models.classical`, pipelines/train.yaml's
     defaults), trained as `ehr-risk train` does: in each fold a fifth of the training rows is the tuning
     split that picks LR's C and stops the boosting."""
-    from typing import Literal, cast
-
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from ehr_risk.models.classical import BinaryTarget, ClassicalSettings, fit_binary
