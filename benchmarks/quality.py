@@ -125,17 +125,24 @@ def main() -> None:
 def quality_entry(work: Path, predictor: Any, task: Any, n_boot: int) -> tuple[dict[str, Any], pl.DataFrame]:
     """Held-out AUROC, calibration slope and Brier, and the paired comparisons with the PCE and oracle;
     also the held-out predictions table."""
-    from ehr_risk.holdout import MODEL_COLUMN, predictions_table
+    from ehr_risk.holdout import predictions_table
 
     table = predictions_table(predictor, work / "dataset", task.name, compare=["pce"])
     table = truth_column(work, table, int(task.primary_horizon))
+    return table_entry(table, task, n_boot), table
+
+
+def table_entry(table: pl.DataFrame, task: Any, n_boot: int) -> dict[str, Any]:
+    """`quality_entry`'s figures from a predictions table that carries the truth columns."""
+    from ehr_risk.holdout import MODEL_COLUMN
+
     m, paired = against_pce_and_oracle(table, task, n_boot, "model")
     entry: dict[str, Any] = {"counts": m["counts"]}
     for name in ("auroc", "calibration_slope", "brier"):
         entry[name] = m["scores"][MODEL_COLUMN]["metrics"].get(name)
     entry.update(paired)
     entry["temporal_headroom"] = temporal_headroom(table)
-    return entry, table
+    return entry
 
 
 def against_pce_and_oracle(

@@ -260,22 +260,7 @@ def fit_ensemble(
         member_risks.append(member.calibration.apply(risks) if member.calibration is not None else risks)
         members.append(member)
         info[kind] = details
-    horizons = {
-        task: [h for h in members[0].horizons[task] if all(h in m.horizons[task] for m in members)]
-        for task in config.tasks
-    }
-    empty = [task for task, hs in horizons.items() if not hs]
-    if empty:
-        raise ConfigError(f"ensemble: the members share no output horizon for task(s) {', '.join(empty)}")
-    predictor = Predictor(
-        model_kind=ENSEMBLE,
-        tasks=list(config.tasks),
-        horizons=horizons,
-        primary_horizons={t: data.tasks[t].primary_horizon for t in config.tasks},
-        tabular=next((m.tabular for m in members if m.tabular is not None), None),
-        sequence=next((m.sequence for m in members if m.sequence is not None), None),
-        members=members,
-    )
+    predictor = ensemble_of(members, {t: data.tasks[t].primary_horizon for t in config.tasks})
     assert scores is not None  # the config requires at least two members
     columns = predictor.output_columns
     combined = mean_logit(member_risks, columns)
@@ -283,6 +268,28 @@ def fit_ensemble(
         "subject_id", "prediction_time", *(pl.Series(c, combined[c]) for c in columns), "split"
     )
     return predictor, {"members": info}, scores
+
+
+def ensemble_of(members: list[Predictor], primary_horizons: dict[str, float]) -> Predictor:
+    """The (uncalibrated) ensemble of fitted members, for the tasks of `primary_horizons`: it predicts the
+    horizons that every member predicts and featurizes once for all of them."""
+    tasks = list(primary_horizons)
+    horizons = {
+        task: [h for h in members[0].horizons[task] if all(h in m.horizons[task] for m in members)]
+        for task in tasks
+    }
+    empty = [task for task, hs in horizons.items() if not hs]
+    if empty:
+        raise ConfigError(f"ensemble: the members share no output horizon for task(s) {', '.join(empty)}")
+    return Predictor(
+        model_kind=ENSEMBLE,
+        tasks=tasks,
+        horizons=horizons,
+        primary_horizons=dict(primary_horizons),
+        tabular=next((m.tabular for m in members if m.tabular is not None), None),
+        sequence=next((m.sequence for m in members if m.sequence is not None), None),
+        members=members,
+    )
 
 
 def _evaluated_rows(data: TrainingData) -> np.ndarray:
