@@ -96,16 +96,29 @@ def subject_summary_query(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _cross(subjects: pl.DataFrame, times: list[dt.datetime]) -> pl.DataFrame:
+    table = pl.DataFrame({"prediction_time": times}, schema={"prediction_time": pl.Datetime("us")})
+    return subjects.select("subject_id").join(table, how="cross")
+
+
 def candidate_times(
-    events: pl.DataFrame, summary: pl.DataFrame, task: Task, distinct: DistinctCodes | None = None
+    events: pl.DataFrame,
+    summary: pl.DataFrame,
+    task: Task,
+    distinct: DistinctCodes | None = None,
+    groups: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """(subject_id, prediction_time) before any inclusion step."""
+    """(subject_id, prediction_time) before any inclusion step; with `groups` (subject_id, split), the
+    train split's subjects also get the task's training-only landmarks."""
     spec = task.prediction_times
     if isinstance(spec, LandmarkTimes | PeriodicTimes):
         dates = sorted(set(spec.dates))
-        times = pl.DataFrame({"prediction_time": [dt.datetime.combine(d, dt.time()) for d in dates]})
-        times = times.with_columns(pl.col("prediction_time").cast(pl.Datetime("us")))
-        return summary.select("subject_id").join(times, how="cross")
+        times = _cross(summary, [dt.datetime.combine(d, dt.time()) for d in dates])
+        extra = task.training_only_times
+        if not extra or groups is None:
+            return times
+        train = summary.join(groups.filter(pl.col("split") == "train"), on="subject_id", how="semi")
+        return pl.concat([times, _cross(train, extra)]).sort("subject_id", "prediction_time")
     assert isinstance(spec, EncounterTimes)
     return encounter_times(events, spec, task, distinct or DistinctCodes.of(events))
 
@@ -206,14 +219,15 @@ def build_cohort(
     """Label rows of `task` for the subjects in `events` (whole subjects), and the cohort flow.
 
     `summary` and `distinct` depend on the events only: pass them when building several tasks; `groups`
-    (subject_id, split) adds per-split counts to the flow."""
+    (subject_id, split) adds per-split counts to the flow and the training-only landmarks (train split)."""
     if summary is None:
         summary = subject_summary(events)
     distinct = distinct or DistinctCodes.of(events)
     flow = Flow(groups=groups)
     flow.add("subjects in data", summary)
     pop = task.population
-    rows = candidate_times(events, summary, task, distinct).join(summary, on="subject_id", how="left")
+    rows = candidate_times(events, summary, task, distinct, groups)
+    rows = rows.join(summary, on="subject_id", how="left")
     t = pl.col("prediction_time")
     flow.add("candidate prediction times", rows)
     rows = rows.filter(pl.col("birth_time").is_not_null() & (pl.col("birth_time") <= t))

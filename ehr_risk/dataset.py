@@ -51,7 +51,7 @@ from ehr_risk.splits import (
     with_temporal_holdout,
 )
 from ehr_risk.tables import load_schema, write_table
-from ehr_risk.tasks import Task
+from ehr_risk.tasks import Task, training_only_times
 
 FEATURE_KINDS = ("tabular", "sequence", "clinical")
 _COHORT_COLUMNS = ("subject_id", "time", "code", "numeric_value", "text_value", "unit", "recorded_time")
@@ -203,9 +203,10 @@ def build_dataset(
     cohort_seconds = time.monotonic() - started
 
     # ---- pass 2: features
+    extra = training_only_times(tasks)
     feature_info: dict[str, Any] = {}
     if options.features and times.height:
-        feature_info = _features(shards, shard_times, splits, out, options, report)
+        feature_info = _features(shards, shard_times, splits, out, options, report, extra)
     meta: dict[str, Any] = {
         "created_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "events": {
@@ -214,6 +215,7 @@ def build_dataset(
             "fingerprint": fingerprint(shards),
         },
         "tasks": {t.name: t.model_dump(mode="json") for t in tasks},
+        "training_only_times": [x.isoformat() for x in extra],
         "codelists": {
             name: hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
             for t in tasks
@@ -269,10 +271,16 @@ def _write_labels(frame: pl.DataFrame, folder: Path, name: str) -> None:
     write_table(meds.to_arrow(), folder / f"{name}.meds.parquet", "labels_meds")
 
 
-def _fit_times(times: pl.DataFrame, splits: pl.DataFrame, options: DatasetOptions) -> pl.DataFrame:
-    """Train-split prediction times; at most `fit_max_subjects` subjects, chosen by a keyed hash."""
+def _fit_times(
+    times: pl.DataFrame, splits: pl.DataFrame, options: DatasetOptions, extra: list[dt.datetime]
+) -> pl.DataFrame:
+    """Train-split prediction times other than the training-only landmarks `extra` (so that those leave
+    the featurizers as they are); at most `fit_max_subjects` subjects, chosen by a keyed hash."""
     train = splits.filter(pl.col("split") == "train").select("subject_id")
     fit = times.join(train, on="subject_id", how="semi")
+    if extra:
+        only = pl.Series(extra, dtype=pl.Datetime("us")).implode()
+        fit = fit.filter(~pl.col("prediction_time").is_in(only))
     ids = fit["subject_id"].unique()
     if options.fit_max_subjects is not None and ids.len() > options.fit_max_subjects:
         u = pl.Series("u", keyed_uniform(ids.to_numpy(), "fit-sample"))
@@ -288,11 +296,12 @@ def _features(
     out: Path,
     options: DatasetOptions,
     report: Progress,
+    extra: list[dt.datetime],
 ) -> dict[str, Any]:
     from ehr_risk.features import SequenceFeaturizer, TabularFeaturizer, clinical_variables
 
     times = pl.concat(shard_times)
-    fit_times = _fit_times(times, splits, options)
+    fit_times = _fit_times(times, splits, options, extra)
     if fit_times.height == 0:
         raise InputDataError("no prediction times in the train split: cannot fit the featurizers")
     ids = fit_times["subject_id"].unique()

@@ -51,10 +51,16 @@ class Population(_Frozen):
 
 
 class LandmarkTimes(_Frozen):
-    """One or more fixed landmark dates (every eligible subject gets each of them)."""
+    """One or more fixed landmark dates (every eligible subject gets each of them). `training_dates` add
+    landmarks for the train split's subjects only ("landmark stacking": more training rows from the same
+    people); the tuning and held-out rows, and the featurizers' fit, stay at `dates`, so every evaluation
+    and recalibration is as without them."""
 
     type: Literal["landmark"]
     dates: list[dt.date] = Field(min_length=1)
+    training_dates: list[dt.date] = Field(
+        default_factory=list, description="extra landmarks for the train split only (classical models)"
+    )
 
 
 class PeriodicTimes(_Frozen):
@@ -227,9 +233,33 @@ class Task(_Frozen):
             names += self.prediction_times.codelists
         return {n: base / f"{n}.csv" for n in sorted(set(names))}
 
+    @property
+    def training_only_times(self) -> list[dt.datetime]:
+        """Prediction times that only the train split gets (`LandmarkTimes.training_dates`)."""
+        spec = self.prediction_times
+        if not isinstance(spec, LandmarkTimes):
+            return []
+        return sorted(_midnight(d) for d in set(spec.training_dates) - set(spec.dates))
+
     @cached_property
     def outcome_codes(self) -> CodeList:
         return self.codes_of(self.outcome)
+
+
+def _midnight(d: dt.date) -> dt.datetime:
+    return dt.datetime.combine(d, dt.time())
+
+
+def training_only_times(tasks: list[Task]) -> list[dt.datetime]:
+    """Times that are a training-only landmark of some task and a regular landmark of none: their rows
+    are train-split rows added for the classical models (see `LandmarkTimes`)."""
+    regular = {
+        _midnight(d)
+        for t in tasks
+        if isinstance(t.prediction_times, LandmarkTimes | PeriodicTimes)
+        for d in t.prediction_times.dates
+    }
+    return sorted({x for t in tasks for x in t.training_only_times} - regular)
 
 
 def codes(names: list[str], extra: list[str], directory: Path | None, name: str = "inline") -> CodeList:

@@ -185,6 +185,8 @@ def fit_sequence(
     def dataset(split: str) -> SequenceDataset:
         rows = data.rows(split)
         rows = rows[mask[rows].any(axis=1)]
+        if data.training_only is not None and not net.training_only_rows:
+            rows = rows[~data.training_only[rows]]
         arrays = SequenceArrays.from_arrow(arrays_all.take(rows), None if static is None else static[rows])
         competing = died[rows] if net.competing_risk else None
         return SequenceDataset(arrays, net.max_len, interval[rows], event[rows], mask[rows], competing)
@@ -228,6 +230,7 @@ def fit_sequence(
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "fit_seconds": seconds,
+        "train_sequences": len(train),
         "train_sequences_per_second": len(train) * max(result.epochs_run, 1) / max(seconds, 1e-9),
     }
     return predictor, info

@@ -52,6 +52,10 @@ class NetworkParams(_Frozen):
     competing_risk: bool = Field(
         default=True, description="model death from other causes as a competing event (else: censoring)"
     )
+    training_only_rows: bool = Field(
+        default=False,
+        description="also train on the task's training-only landmarks (off: each epoch stays as long)",
+    )
     batch_size: int = Field(default=256, ge=1)
     max_epochs: int = Field(default=10, ge=1)
     patience: int = Field(default=2, ge=0)

@@ -322,3 +322,58 @@ def test_temporal_holdout_rows_need_a_temporal_holdout(built: tuple[Path, dict])
         split_rows(out, "ascvd_10y", "temporal_holdout")
     report = json.loads((out / "cohort_report.json").read_text())
     assert all("temporal_holdout" not in r for r in report.values())
+
+
+def test_training_dates_add_train_rows_only(chunks: list[pl.DataFrame], tmp_path: Path) -> None:
+    """Landmark stacking: the train split gains rows at the training-only dates; tuning and held-out rows,
+    the featurizers and every regular row's features stay as without them; networks skip the extra rows
+    unless asked."""
+    import datetime as dt
+
+    from ehr_risk.models.training_data import load_training_data
+    from ehr_risk.train import fit_sequence
+    from ehr_risk.train_config import TrainConfig
+
+    root = _write(chunks, tmp_path / "in")
+    base = load_task("ascvd_10y")
+    spec = base.prediction_times.model_copy(
+        update={"training_dates": [dt.date(2004, 1, 1), dt.date(2008, 1, 1), base.prediction_times.dates[0]]}
+    )
+    stacked = base.model_copy(update={"prediction_times": spec})
+    extra = [dt.datetime(2004, 1, 1), dt.datetime(2008, 1, 1)]  # a regular date is not training-only
+    assert stacked.training_only_times == extra
+    build_dataset(root, [base], tmp_path / "a", SMALL)
+    meta = build_dataset(root, [stacked], tmp_path / "b", SMALL)
+    assert meta["training_only_times"] == [x.isoformat() for x in extra]
+
+    keys = ["subject_id", "prediction_time"]
+    splits = pl.read_parquet(tmp_path / "b" / "splits.parquet").select("subject_id", "split")
+    a = pl.read_parquet(tmp_path / "a" / "labels" / "ascvd_10y.parquet")
+    b = pl.read_parquet(tmp_path / "b" / "labels" / "ascvd_10y.parquet")
+    added = b.join(a, on=keys, how="anti").join(splits, on="subject_id")
+    assert added.height > 0 and set(added["split"]) == {"train"}
+    assert set(added["prediction_time"]) <= set(extra)
+    assert a.join(b, on=keys, how="anti").height == 0  # nothing lost
+    assert b.join(added, on=keys, how="anti").sort(keys).equals(a.sort(keys))  # the rest unchanged
+    vocab = "featurizers/vocab.json"
+    assert (tmp_path / "a" / vocab).read_text() == (tmp_path / "b" / vocab).read_text()
+    for kind in ("tabular", "sequence", "clinical"):
+        fa = pl.read_parquet(tmp_path / "a" / "features" / f"{kind}.parquet").sort(keys)
+        fb = pl.read_parquet(tmp_path / "b" / "features" / f"{kind}.parquet")
+        assert fb.join(fa.select(keys), on=keys, how="semi").sort(keys).equals(fa), kind
+
+    data = load_training_data(tmp_path / "b", ["ascvd_10y"], need_tabular=True, need_sequence=True)
+    assert data.training_only is not None
+    flagged = data.keys.filter(pl.Series(data.training_only))
+    assert flagged.sort(keys).equals(added.select(keys).sort(keys))
+    n_train = int((data.split == "train").sum())
+    for also, expected in ((False, n_train - added.height), (True, n_train)):
+        config = TrainConfig(
+            dataset=tmp_path / "b",
+            tasks=["ascvd_10y"],
+            model="gru",
+            register_model=False,
+            network={"max_epochs": 1, "d_model": 8, "training_only_rows": also},
+        )  # type: ignore[arg-type]
+        _, info = fit_sequence(config, data, lambda _: None, None)
+        assert info["train_sequences"] == expected

@@ -135,3 +135,22 @@ def test_codelist_sources_are_documented() -> None:
         assert f"`{path.name}`" in readme, path.name
     for source in ("ICD-10-CM", "ICD-9-CM", "SNOMED CT", "RxNorm", "VSAC"):
         assert source in readme
+
+
+def test_training_only_times_of_tasks(tmp_path: Path) -> None:
+    from ehr_risk.tasks import training_only_times
+
+    path = tmp_path / "stacked.yaml"
+    dates = "dates: [2010-01-01], training_dates: [2008-01-01, 2010-01-01, 2012-01-01]"
+    path.write_text(MINIMAL.replace("dates: [2010-01-01]", dates))
+    stacked = load_task(path)
+    assert stacked.training_only_times == [dt.datetime(2008, 1, 1), dt.datetime(2012, 1, 1)]
+    assert load_task("ascvd_10y").training_only_times == []
+    other = tmp_path / "other.yaml"  # 2012 is a regular landmark of another task: not training-only
+    other.write_text(MINIMAL.replace("2010-01-01", "2012-01-01"))
+    assert training_only_times([stacked, load_task(other)]) == [dt.datetime(2008, 1, 1)]
+    periodic = tmp_path / "periodic.yaml"
+    spec = "{type: periodic, start: 2010-01-01, end: 2012-01-01, every_years: 1, training_dates: []}"
+    periodic.write_text(MINIMAL.replace("{type: landmark, dates: [2010-01-01]}", spec))
+    with pytest.raises(ConfigError, match="training_dates"):
+        load_task(periodic)

@@ -6,6 +6,7 @@ and the feature tables are left-joined onto them, so row i means the same predic
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ class TrainingData:
     featurizers: dict[str, Any]
     meta: dict[str, Any]
     files: list[Path] = field(default_factory=list)
+    training_only: np.ndarray | None = None  # rows at a training-only landmark (tasks.LandmarkTimes)
 
     def rows(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.split == split)
@@ -154,7 +156,11 @@ def load_training_data(ds: Path, tasks: list[str], need_tabular: bool, need_sequ
         tables[name] = joined
         files.append(path)
     featurizers = {n: f for n in ("tabular", "sequence") if (f := _load_featurizer(ds, n)) is not None}
-    return TrainingData(keys, split, aligned, tables["tabular"], tables["sequence"], featurizers, meta, files)
+    extra = pl.Series([dt.datetime.fromisoformat(x) for x in meta.get("training_only_times", [])])
+    only = keys.get_column("prediction_time").is_in(extra.cast(pl.Datetime("us")).implode()).to_numpy()
+    return TrainingData(
+        keys, split, aligned, tables["tabular"], tables["sequence"], featurizers, meta, files, only
+    )
 
 
 def fingerprint(files: list[Path]) -> str:
