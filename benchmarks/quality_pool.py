@@ -7,8 +7,9 @@ variance taken from the bootstrap interval (half-width / 1.96). Prints JSON.
 
     .venv/bin/python benchmarks/quality_pool.py quality_seed11.log quality_seed12.log ...
 
-Each file is quality.py's output (its JSON lines, or the final JSON); every `sequence_vs_gbm:<name>`
-entry counts as one cohort's estimate (use one name per cohort: `--name gru`, or `ensemble/gru`).
+Each file is quality.py's (or quality_external.py's) output (its JSON lines, or the final JSON); every
+`sequence_vs_gbm:<name>` entry counts as one cohort's estimate (use one name per cohort: `--name gru`, or
+`ensemble/gru`; external evaluations: each cohort scored once, by models trained on another).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def main() -> None:
     if not cohorts:
         raise SystemExit("no sequence_vs_gbm entries found")
     out: dict[str, Any] = {"cohorts": [f for f, _ in cohorts], "subsets": {}}
-    for subset in cohorts[0][1]:
+    # subsets are the dict entries (quality_external.py adds where the models and rows came from)
+    for subset in [k for k, v in cohorts[0][1].items() if isinstance(v, dict)]:
         rows = [e[subset] for _, e in cohorts]
         d = [r["delta_auroc"] for r in rows]
         out["subsets"][subset] = {
