@@ -13,7 +13,9 @@ takes two at a time); the writer holds up to 8 MB of events in memory (a load th
 spilled), then spills every 65k events; the final pass holds one shard at a time.
 Two runs per scale: the whole export (all tables), and the observations table alone with patients (the
 issue's figure: observation rows per second per core, target >= 1,000,000). For scale, the same files
-are parsed by pyarrow alone (every column a string, one thread): the floor any CSV reader stands on.
+are parsed by pyarrow alone (every column a string, one thread): the floor any CSV reader stands on; and
+the observations go through a minimal polars pipeline (`_MINIMAL`: read the six columns an event needs,
+parse, sort, write Parquet; no validation, rejects or id map): what the stack itself costs per row.
 
 `run()` returns the figures as a dict (imported by benchmarks/ingest.py); run alone it prints JSON:
 
@@ -72,6 +74,28 @@ for path in sorted(Path(sys.argv[1]).glob("*.csv")):
 print(json.dumps({"cpu_seconds": time.process_time() - c0}))
 """
 
+# The least an observations ingester does, for scale: polars alone (one thread) reads the six columns an
+# event needs, parses the time, prefixes the code, casts the value, sorts by subject and time and writes
+# Parquet. No validation, no rejects, no units, no id map, no record ids, no incremental load.
+_MINIMAL = r"""
+import json, sys, time
+from pathlib import Path
+import polars as pl
+c0 = time.process_time()
+obs = pl.read_csv(Path(sys.argv[1]) / "observations.csv", infer_schema=False,
+                  columns=["DATE", "PATIENT", "CODE", "VALUE", "UNITS", "TYPE"])
+numeric = pl.col("TYPE") == "numeric"
+obs.select(
+    pl.col("PATIENT").hash().alias("subject_id"),
+    pl.col("DATE").str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%SZ").alias("time"),
+    ("LOINC/" + pl.col("CODE")).alias("code"),
+    pl.when(numeric).then(pl.col("VALUE").cast(pl.Float32, strict=False)).alias("numeric_value"),
+    pl.when(~numeric).then(pl.col("VALUE")).alias("text_value"),
+    pl.col("UNITS").alias("unit"),
+).sort("subject_id", "time").write_parquet(sys.argv[2])
+print(json.dumps({"cpu_seconds": time.process_time() - c0}))
+"""
+
 
 def replicate(src: Path, dst: Path, copies: int, tables: tuple[str, ...] | None = None) -> int:
     """Write `copies` id-rewritten copies of each table of `src` into `dst` (plain CSV); bytes written."""
@@ -111,6 +135,16 @@ def _best(code: str, repeat: int, *args: str) -> tuple[dict[str, Any], float]:
     return {**best, "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}, os.getloadavg()[0]
 
 
+def _minimal_figures(minimal: float | None, rows: int, cpu: float) -> dict[str, Any]:
+    if minimal is None:
+        return {}
+    return {
+        "minimal_pipeline_cpu_seconds": round(minimal, 3),
+        "minimal_pipeline_observation_rows_per_cpu_s": round(rows / minimal),
+        "fraction_of_minimal_pipeline_speed": round(minimal / cpu, 3),
+    }
+
+
 def run(
     scales: tuple[int, ...] = (1, 16), data: Path = DEFAULT_DATA, shards: str = "auto", repeat: int = 2
 ) -> dict[str, Any]:
@@ -129,6 +163,12 @@ def run(
                 n_shards = str(scale if shards == "scale" else 0)  # 0: what `ingest` chooses
                 m, load = _best(_CHILD, repeat, str(work / "in"), str(work / "out"), n_shards)
                 plain = _child(_PLAIN, str(work / "in"))["cpu_seconds"]
+                minimal = None
+                if label == "observations":
+                    out = str(work / "minimal.parquet")
+                    minimal = min(
+                        _child(_MINIMAL, str(work / "in"), out)["cpu_seconds"] for _ in range(repeat)
+                    )
                 obs, cpu = m["by_type"].get("Observation", 0), m["cpu_seconds"]
                 row[label] = {
                     "input_mb": round(size / 1e6, 1),
@@ -143,6 +183,7 @@ def run(
                     "plain_csv_parse_cpu_seconds": round(plain, 3),
                     "fraction_of_plain_parse_speed": round(plain / cpu, 3),
                     "peak_rss_mb": round(m["peak_rss_mb"], 1),
+                    **_minimal_figures(minimal, obs, cpu),
                     "n_shards": m["n_shards"],
                     "load_average_1min": round(load, 2),
                 }
