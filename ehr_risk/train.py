@@ -206,7 +206,11 @@ def fit_sequence(
         threads=net.threads,
     )
     primary = [min(int(np.ceil(data.tasks[t].primary_horizon)), net.n_intervals) for t in config.tasks]
-    message(f"train: {config.model} on {len(train):,} sequences, tuning on {len(tune):,}")
+    left_out = ""
+    if data.training_only is not None and not net.training_only_rows and data.training_only.any():
+        n_extra = int((data.training_only & (data.split == "train")).sum())
+        left_out = f" ({n_extra:,} training-only landmark rows left out: network.training_only_rows)"
+    message(f"train: {config.model} on {len(train):,} sequences, tuning on {len(tune):,}{left_out}")
     started = time.perf_counter()
     result = fit_network(network_config, train, tune, list(config.tasks), primary, settings, logger)
     seconds = time.perf_counter() - started
