@@ -32,19 +32,14 @@ REGISTERED = "ehr-risk-ascvd_10y"
 
 def calibrated_ensemble(work: Path, members: list[Any], task: Any) -> Any:
     """The members' ensemble, recalibrated on `work`'s tuning split as `fit_ensemble` does."""
-    from ehr_risk.models.ensemble import mean_logit
     from ehr_risk.models.training_data import load_training_data
-    from ehr_risk.train import ensemble_of, evaluation_scores, recalibrate
+    from ehr_risk.train import ensemble_of, ensemble_scores, evaluation_scores, recalibrate
 
     data = load_training_data(work / "dataset", [task.name], need_tabular=True, need_sequence=True)
     ensemble = ensemble_of(members, {task.name: task.primary_horizon})
-    columns = ensemble.output_columns
-    parts = [evaluation_scores(m, data) for m in members]
-    combined = mean_logit([{c: p.get_column(c).to_numpy() for c in columns} for p in parts], columns)
-    scores = parts[0].select(
-        "subject_id", "prediction_time", *(pl.Series(c, combined[c]) for c in columns), "split"
-    )
-    ensemble.calibration = recalibrate(ensemble, data, scores, print)
+    parts = [evaluation_scores(m, data) for m in members]  # registered members: already calibrated
+    risks = [{c: p.get_column(c).to_numpy() for c in ensemble.output_columns} for p in parts]
+    ensemble.calibration = recalibrate(ensemble, data, ensemble_scores(ensemble, parts[0], risks), print)
     return ensemble
 
 

@@ -21,7 +21,7 @@ import polars as pl
 
 from ehr_risk.events import visible_expr
 from ehr_risk.labels import CAUSE_OF_DEATH, DistinctCodes, censor_expr, criterion_times, label_rows
-from ehr_risk.tasks import EncounterTimes, LandmarkTimes, PeriodicTimes, Task
+from ehr_risk.tasks import EncounterTimes, LandmarkTimes, PeriodicTimes, Task, midnight
 
 _NOT_RECORDS = ("MEDS_BIRTH",)  # the birth row is not a record of care; it does not open the look-back
 _US_PER_DAY = 86_400 * 1_000_000
@@ -113,7 +113,7 @@ def candidate_times(
     spec = task.prediction_times
     if isinstance(spec, LandmarkTimes | PeriodicTimes):
         dates = sorted(set(spec.dates))
-        times = _cross(summary, [dt.datetime.combine(d, dt.time()) for d in dates])
+        times = _cross(summary, [midnight(d) for d in dates])
         extra = task.training_only_times
         if not extra or groups is None:
             return times
@@ -139,11 +139,9 @@ def encounter_times(
         "subject_id", pl.col("time").alias("prediction_time")
     )
     if spec.start is not None:
-        enc = enc.filter(pl.col("prediction_time") >= dt.datetime.combine(spec.start, dt.time()))
+        enc = enc.filter(pl.col("prediction_time") >= midnight(spec.start))
     if spec.end is not None:
-        enc = enc.filter(
-            pl.col("prediction_time") < dt.datetime.combine(spec.end, dt.time()) + dt.timedelta(days=1)
-        )
+        enc = enc.filter(pl.col("prediction_time") < midnight(spec.end) + dt.timedelta(days=1))
     # Several encounters on one day: keep the day's first one.
     enc = (
         enc.with_columns(pl.col("prediction_time").dt.date().alias("_day"))

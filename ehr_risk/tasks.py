@@ -239,14 +239,15 @@ class Task(_Frozen):
         spec = self.prediction_times
         if not isinstance(spec, LandmarkTimes):
             return []
-        return sorted(_midnight(d) for d in set(spec.training_dates) - set(spec.dates))
+        return sorted(midnight(d) for d in set(spec.training_dates) - set(spec.dates))
 
     @cached_property
     def outcome_codes(self) -> CodeList:
         return self.codes_of(self.outcome)
 
 
-def _midnight(d: dt.date) -> dt.datetime:
+def midnight(d: dt.date) -> dt.datetime:
+    """A landmark date's prediction time: the midnight that starts it."""
     return dt.datetime.combine(d, dt.time())
 
 
@@ -254,7 +255,7 @@ def training_only_times(tasks: list[Task]) -> list[dt.datetime]:
     """Times that are a training-only landmark of some task and a regular landmark of none: their rows
     are train-split rows added for the classical models (see `LandmarkTimes`)."""
     regular = {
-        _midnight(d)
+        midnight(d)
         for t in tasks
         if isinstance(t.prediction_times, LandmarkTimes | PeriodicTimes)
         for d in t.prediction_times.dates

@@ -182,11 +182,15 @@ def fit_sequence(
         static_head=net.static_head,
     )
 
+    usable = np.asarray(mask.any(axis=1))
+    left_out = np.zeros(n, bool)  # training-only landmark rows the network skips
+    if data.training_only is not None and not net.training_only_rows:
+        left_out = usable & data.training_only
+        usable = usable & ~data.training_only
+
     def dataset(split: str) -> SequenceDataset:
         rows = data.rows(split)
-        rows = rows[mask[rows].any(axis=1)]
-        if data.training_only is not None and not net.training_only_rows:
-            rows = rows[~data.training_only[rows]]
+        rows = rows[usable[rows]]
         arrays = SequenceArrays.from_arrow(arrays_all.take(rows), None if static is None else static[rows])
         competing = died[rows] if net.competing_risk else None
         return SequenceDataset(arrays, net.max_len, interval[rows], event[rows], mask[rows], competing)
@@ -206,11 +210,11 @@ def fit_sequence(
         threads=net.threads,
     )
     primary = [min(int(np.ceil(data.tasks[t].primary_horizon)), net.n_intervals) for t in config.tasks]
-    left_out = ""
-    if data.training_only is not None and not net.training_only_rows and data.training_only.any():
-        n_extra = int((data.training_only & (data.split == "train")).sum())
-        left_out = f" ({n_extra:,} training-only landmark rows left out: network.training_only_rows)"
-    message(f"train: {config.model} on {len(train):,} sequences, tuning on {len(tune):,}{left_out}")
+    n_left = int(left_out[data.rows("train")].sum())
+    skipped = (
+        f" ({n_left:,} training-only landmark rows left out: network.training_only_rows)" if n_left else ""
+    )
+    message(f"train: {config.model} on {len(train):,} sequences, tuning on {len(tune):,}{skipped}")
     started = time.perf_counter()
     result = fit_network(network_config, train, tune, list(config.tasks), primary, settings, logger)
     seconds = time.perf_counter() - started
@@ -247,8 +251,6 @@ def fit_ensemble(
     the task horizons that every member predicts (models/ensemble.py). Also gives the ensemble's
     `evaluation_scores`, combined from the members' own scoring passes: scoring the ensemble again would
     run every member (the network included) a second time over the tuning and held-out rows."""
-    from ehr_risk.models.ensemble import mean_logit
-
     members: list[Predictor] = []
     member_risks: list[dict[str, np.ndarray]] = []
     info: dict[str, Any] = {}
@@ -269,12 +271,21 @@ def fit_ensemble(
         info[kind] = details
     predictor = ensemble_of(members, {t: data.tasks[t].primary_horizon for t in config.tasks})
     assert scores is not None  # the config requires at least two members
-    columns = predictor.output_columns
+    return predictor, {"members": info}, ensemble_scores(predictor, scores, member_risks)
+
+
+def ensemble_scores(
+    ensemble: Predictor, member_scores: pl.DataFrame, member_risks: list[dict[str, np.ndarray]]
+) -> pl.DataFrame:
+    """The ensemble's uncalibrated `evaluation_scores` from its members' calibrated risks on the same rows
+    (`member_scores`: any member's scores frame, for the keys and split)."""
+    from ehr_risk.models.ensemble import mean_logit
+
+    columns = ensemble.output_columns
     combined = mean_logit(member_risks, columns)
-    scores = scores.select(
+    return member_scores.select(
         "subject_id", "prediction_time", *(pl.Series(c, combined[c]) for c in columns), "split"
     )
-    return predictor, {"members": info}, scores
 
 
 def ensemble_of(members: list[Predictor], primary_horizons: dict[str, float]) -> Predictor:
